@@ -1,0 +1,97 @@
+"""The Triton endpoint: parsing the ``endpoint`` option, building request paths, redaction.
+
+Accepted forms (as Flink's Java provider accepts them): ``host:port``, a base URL
+(``http://host:8000``, possibly behind a gateway path), or that URL followed by ``/v2`` or
+``/v2/models``. ``user:password@`` in the URL becomes HTTP basic auth and is never shown:
+``str(endpoint)`` and every message use the redacted form.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_API_SUFFIXES = ("/v2/models", "/v2")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str
+    host: str
+    port: int
+    base_path: str = ""  # a gateway prefix before /v2, without a trailing slash
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """Parse an endpoint; raises ``ValueError`` saying what is wrong (never echoing secrets)."""
+        text = text.strip()
+        if not text:
+            raise ValueError("the endpoint is empty")
+        if "://" not in text:
+            text = "http://" + text
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:  # its message can echo the netloc, credentials included
+            raise ValueError("not a valid URL (check the host, and that the port is a number "
+                             "between 1 and 65535)") from None
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise ValueError(f"the scheme '{scheme}' is not supported; use http or https")
+        if not parts.hostname:
+            raise ValueError("the endpoint has no host")
+        if parts.query or parts.fragment:
+            raise ValueError("the endpoint must not have a query string or fragment")
+        if port == 0:
+            raise ValueError("the port must be between 1 and 65535")
+        path = parts.path.rstrip("/")
+        for suffix in _API_SUFFIXES:
+            if path.endswith(suffix):
+                path = path[: -len(suffix)]
+                break
+        # Credentials are percent-encoded in URLs: that is how '@' or ':' get into a password.
+        username = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password) if parts.password is not None else None
+        return cls(scheme, parts.hostname, port or _DEFAULT_PORTS[scheme], path, username,
+                   password)
+
+    @property
+    def use_tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.username is not None
+
+    def path(self, *segments: str) -> str:
+        """The request path for ``/v2/<segments...>``, each segment URL-quoted."""
+        return self.base_path + "/v2" + "".join("/" + quote(s, safe="") for s in segments)
+
+    def basic_auth_header(self) -> str | None:
+        if self.username is None:
+            return None
+        token = f"{self.username}:{self.password or ''}".encode()
+        return "Basic " + base64.b64encode(token).decode("ascii")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        userinfo = "***@" if self.has_credentials else ""
+        return f"{self.scheme}://{userinfo}{host}:{self.port}{self.base_path}"
+
+
+def redact_url_credentials(url: str) -> str:
+    """``url`` with everything before the last ``@`` of its authority replaced by ``***``.
+
+    Works on text that is not a valid URL too (it is used to echo rejected endpoint values):
+    a password may contain '@', spaces or anything else, so nothing before the last '@' is kept.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{separator}***@{rest.rsplit('@', 1)[1]}"

@@ -1,0 +1,401 @@
+"""Every option of a Triton model function, declared once.
+
+Each option is a field of :class:`TritonOptions` whose metadata holds its :class:`OptionSpec`:
+the Flink key, how the string value is parsed, what a valid value looks like, the default and
+a description. Parsing, validation, error messages, ``repr`` masking and the generated options
+reference (``python -m pyflink_triton options-reference``) all read these specs, so keys,
+defaults and docs cannot drift apart. All checks run in :meth:`TritonOptions.from_dict`, which
+the adapters call at registration, before any job runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import Any, Literal
+
+from .endpoint import Endpoint, redact_url_credentials
+from .errors import TritonConfigError
+
+PROVIDER = "triton"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    key: str
+    parse: Callable[[str], Any]  # raises ValueError whose text says what is wrong
+    accepted: str  # what a valid value looks like, for error messages and the reference
+    description: str
+    default: Any = None
+    required: bool = False
+    secret: bool = False  # never echoed in errors, logs or repr
+
+
+# --- value parsers -----------------------------------------------------------------------------
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError("not a boolean")
+    return lowered == "true"
+
+
+_NANOS = {  # Flink's TimeUtils unit labels; a number without a unit is milliseconds
+    **dict.fromkeys(("d", "day", "days"), 86_400 * 10**9),
+    **dict.fromkeys(("h", "hour", "hours"), 3_600 * 10**9),
+    **dict.fromkeys(("min", "m", "minute", "minutes"), 60 * 10**9),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 10**9),
+    **dict.fromkeys(("", "ms", "milli", "millis", "millisecond", "milliseconds"), 10**6),
+    **dict.fromkeys(("µs", "us", "micro", "micros", "microsecond", "microseconds"), 10**3),
+    **dict.fromkeys(("ns", "nano", "nanos", "nanosecond", "nanoseconds"), 1),
+}
+_DURATION = re.compile(r"^\s*(\d+)\s*([^\d\s]*)\s*$")
+
+
+def parse_positive_duration(text: str) -> timedelta:
+    match = _DURATION.match(text)
+    if not match or match.group(2).lower() not in _NANOS:
+        raise ValueError("not a duration")
+    micros = int(match.group(1)) * _NANOS[match.group(2).lower()] // 1000
+    if micros <= 0:
+        raise ValueError("the duration must be positive (at least 1 µs)")
+    try:
+        return timedelta(microseconds=micros)
+    except OverflowError:
+        raise ValueError("the duration is too long") from None
+
+
+def parse_non_negative_int(text: str) -> int:
+    if not re.fullmatch(r"\s*\+?\d+\s*", text):
+        raise ValueError("not a non-negative integer")
+    return int(text)
+
+
+def parse_text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the value is empty")
+    return text
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    return Endpoint.parse(text)
+
+
+def parse_provider(text: str) -> str:
+    if text.strip() != PROVIDER:
+        raise ValueError(f"this package implements the '{PROVIDER}' provider only")
+    return PROVIDER
+
+
+def parse_model_version(text: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
+    if text.lower() == "latest":
+        raise ValueError("Triton answers 404 to 'latest'; leave 'model-version' unset to let "
+                         "the server pick the version its version policy serves")
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError("a model version is a positive integer")
+    return text
+
+
+def parse_compression(text: str) -> str | None:
+    lowered = text.strip().lower()
+    if lowered not in ("gzip", ""):
+        raise ValueError("only gzip is supported")
+    return lowered or None
+
+
+def parse_sequence_id_type(text: str) -> Literal["string", "uint64"]:
+    lowered = text.strip().lower()
+    if lowered == "string":
+        return "string"
+    if lowered == "uint64":
+        return "uint64"
+    raise ValueError("not one of the sequence ID types")
+
+
+# Headers that the transport computes itself; a user value would corrupt the request.
+_RESERVED_HEADERS = {"content-length", "content-type", "content-encoding",
+                     "inference-header-content-length", "host", "transfer-encoding"}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _split_escaped(text: str, delimiter: str) -> list[str]:
+    """Split as Flink's StructuredOptionsSplitter does: a part may be quoted whole with ' or "
+    (a doubled quote inside stands for itself); a quote inside an unquoted part is an error."""
+    parts: list[str] = []
+    position, expect_part = 0, True
+    while position < len(text):
+        char = text[position]
+        if char == delimiter:
+            if expect_part:
+                parts.append("")
+            position, expect_part = position + 1, True
+        elif char.isspace():
+            position += 1
+        elif not expect_part:
+            raise ValueError(f"illegal quoting at position {position - 1}")
+        elif char in "'\"":
+            end, chunk = position + 1, []
+            while True:
+                if end >= len(text):
+                    raise ValueError("a quote is not closed")
+                if text[end] == char and text[end + 1:end + 2] == char:
+                    chunk.append(char)
+                    end += 2
+                elif text[end] == char:
+                    break
+                else:
+                    chunk.append(text[end])
+                    end += 1
+            parts.append("".join(chunk))
+            position, expect_part = end + 1, False
+        else:
+            end = position
+            while end < len(text) and text[end] != delimiter:
+                if text[end] in "'\"":
+                    raise ValueError(f"illegal quoting at position {end}")
+                end += 1
+            parts.append(text[position:end].strip())
+            position, expect_part = end, False
+    return parts
+
+
+def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    headers = []
+    for entry in _split_escaped(text, ","):
+        pair = _split_escaped(entry, ":")
+        if len(pair) != 2:
+            raise ValueError("each entry must be NAME:value")
+        name, value = pair
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"'{name}' is not a valid HTTP header name")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"the header '{name}' is set by the client itself")
+        headers.append((name, value))
+    return tuple(headers)
+
+
+# --- the options -------------------------------------------------------------------------------
+
+def _option(key: str, parse: Callable[[str], Any], accepted: str, description: str,
+            default: Any = None, required: bool = False, secret: bool = False) -> Any:
+    spec = OptionSpec(key, parse, accepted, description, default, required, secret)
+    if required:
+        return field(metadata={"spec": spec})
+    return field(default=default, metadata={"spec": spec})
+
+
+_BOOLEAN = "true or false (any case)"
+_DURATION_TEXT = "a positive duration such as 30s, 500ms or 1 min (no unit means ms)"
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    endpoint: Endpoint = _option(
+        "endpoint", parse_endpoint,
+        "an http or https URL (or host:port); a trailing /v2 or /v2/models is accepted",
+        "Base URL of the Triton server's HTTP/REST (KServe v2) endpoint. user:password@ in "
+        "the URL is sent as HTTP basic auth and redacted in every message.", required=True)
+    model_name: str = _option(
+        "model-name", parse_text, "a non-empty model name",
+        "Name of the model in Triton's model repository (case-sensitive).", required=True)
+    provider: str = _option(
+        "provider", parse_provider, f"'{PROVIDER}'",
+        "Model provider; required in CREATE MODEL, optional in the Python API.", PROVIDER)
+    model_version: str | None = _option(
+        "model-version", parse_model_version, "a positive integer, or unset",
+        "Model version to call. Unset calls /v2/models/<name>/infer and the server picks "
+        "the version (never 'latest': Triton answers 404 to it).")
+    timeout: timedelta = _option(
+        "timeout", parse_positive_duration, _DURATION_TEXT,
+        "Bound on each HTTP request: connecting, sending and waiting for the answer.",
+        timedelta(seconds=30))
+    sequence_id: str | None = _option(
+        "sequence-id", parse_text, "a non-empty string",
+        "Triton sequence ID sent with every request as the sequence_id parameter; with "
+        "sequence-id-auto-increment, the base of the generated IDs.")
+    sequence_id_auto_increment: bool = _option(
+        "sequence-id-auto-increment", parse_bool, _BOOLEAN,
+        "Give every request its own sequence ID {sequence-id}-{subtask-index}-{counter}; the "
+        "counter starts at 0 in open() of each parallel subtask. Requires sequence-id, "
+        "sequence-start = true and sequence-end = true.", False)
+    sequence_id_type: Literal["string", "uint64"] = _option(
+        "sequence-id-type", parse_sequence_id_type, "string or uint64",
+        "How the sequence ID is sent: as a string, or as an unsigned integer for models whose "
+        "CORRID control input is numeric (then sequence-id must be all digits below 2^63, and "
+        "auto-increment is not available). Triton treats 42 and \"42\" as different "
+        "sequences.", "string")
+    sequence_start: bool = _option(
+        "sequence-start", parse_bool, _BOOLEAN,
+        "Send sequence_start = true with every request (needs sequence-id).", False)
+    sequence_end: bool = _option(
+        "sequence-end", parse_bool, _BOOLEAN,
+        "Send sequence_end = true with every request (needs sequence-id).", False)
+    priority: int | None = _option(
+        "priority", parse_non_negative_int, "a non-negative integer",
+        "Request priority sent as the priority parameter (0 is the model's default; lower "
+        "values are served first when the model enables priority levels).")
+    auth_token: str | None = _option(
+        "auth-token", parse_text, "a non-empty token",
+        "Sent as 'Authorization: Bearer <token>' (a value that already starts with 'Bearer ' "
+        "is sent as is). Never logged.", secret=True)
+    custom_headers: tuple[tuple[str, str], ...] = _option(
+        "custom-headers", parse_headers,
+        "Flink map syntax NAME:value,NAME2:value2; as in Flink, quote a value containing ':' "
+        "and then its whole entry: 'X-Url:\"http://h:1\"'",
+        "Extra HTTP headers sent with every request. Values are never logged.", (),
+        secret=True)
+    compression: str | None = _option(
+        "compression", parse_compression, "gzip, or unset",
+        "Compress request bodies with gzip (Content-Encoding: gzip).")
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, object]) -> TritonOptions:
+        """Parse and validate Flink-style options; raises ``TritonConfigError`` on any problem."""
+        raw = {str(k).strip(): _as_text(v) for k, v in options.items()}
+        specs = {spec.key: (f.name, spec) for f, spec in _fields_with_specs()}
+        unknown = sorted(set(raw) - set(specs))
+        if unknown:
+            raise TritonConfigError(_unsupported_message(unknown, sorted(specs)))
+        missing = [key for key, (_, spec) in specs.items() if spec.required and key not in raw]
+        if missing:
+            raise TritonConfigError(
+                f"Missing required option(s) for provider '{PROVIDER}': {', '.join(missing)}.")
+        values, problems = {}, []
+        for key, text in raw.items():
+            name, spec = specs[key]
+            try:
+                values[name] = spec.parse(text)
+            except ValueError as e:
+                problems.append(_invalid_value_message(spec, text, str(e)))
+        if problems:
+            raise TritonConfigError("\n".join(problems))
+        parsed = cls(**values)
+        parsed._check_combinations()
+        return parsed
+
+    def _check_combinations(self) -> None:
+        if self.sequence_id_auto_increment:
+            if self.sequence_id is None:
+                raise TritonConfigError(
+                    "'sequence-id-auto-increment' = 'true' requires 'sequence-id': the "
+                    "generated IDs are {sequence-id}-{subtask-index}-{counter}. Set "
+                    "'sequence-id' to a base such as 'flink-job-123'.")
+            if self.sequence_id_type == "uint64":
+                raise TritonConfigError(
+                    "'sequence-id-auto-increment' = 'true' generates string IDs and cannot be "
+                    "combined with 'sequence-id-type' = 'uint64'.")
+            unset = " and ".join(repr(key) for key, value in (
+                ("sequence-start", self.sequence_start), ("sequence-end", self.sequence_end))
+                if not value)
+            if unset:
+                raise TritonConfigError(
+                    f"'sequence-id-auto-increment' = 'true' requires {unset} = 'true'. Every "
+                    "auto-incremented ID is a one-request sequence: without START the model's "
+                    "state for it is uninitialised (Triton rejects the request), and without END "
+                    "each request holds a Triton sequence slot until the model's idle timeout, so "
+                    "slots run out silently and later requests queue.")
+        elif self.sequence_id is None:
+            flags = [k for k, v in (("sequence-start", self.sequence_start),
+                                    ("sequence-end", self.sequence_end)) if v]
+            if flags:
+                raise TritonConfigError(
+                    f"{' and '.join(repr(k) for k in flags)} = 'true' needs 'sequence-id': "
+                    "Triton ignores sequence flags on a request without a sequence ID.")
+        if self.sequence_id_type == "uint64" and self.sequence_id is not None and not (
+                self.sequence_id.isdigit() and 0 < int(self.sequence_id) < 2**63):
+            raise TritonConfigError(
+                f"'sequence-id' = '{self.sequence_id}' is not valid with 'sequence-id-type' = "
+                "'uint64': expected an integer between 1 and 2^63-1 (Triton rejects 0, negative "
+                "and larger values).")
+        credentials = [what for what, present in (
+            ("user:password@ in 'endpoint'", self.endpoint.has_credentials),
+            ("'auth-token'", self.auth_token is not None),
+            ("an Authorization header in 'custom-headers'",
+             any(name.lower() == "authorization" for name, _ in self.custom_headers)),
+        ) if present]
+        if len(credentials) > 1:
+            raise TritonConfigError(
+                f"{' and '.join(credentials)} are all sent as the Authorization header; keep "
+                "one of them.")
+
+    def __repr__(self) -> str:
+        shown = []
+        for f, spec in _fields_with_specs():
+            value = getattr(self, f.name)
+            if value is None or value == spec.default:
+                continue
+            if spec.secret:
+                value = "***"
+            shown.append(f"{spec.key}={value!s}")
+        return f"TritonOptions({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def _fields_with_specs():
+    return [(f, f.metadata["spec"]) for f in fields(TritonOptions)]
+
+
+def option_specs() -> list[OptionSpec]:
+    """All option specs, in declaration order."""
+    return [spec for _, spec in _fields_with_specs()]
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _unsupported_message(unknown: list[str], supported: list[str]) -> str:
+    lines = [f"Unsupported options found for '{PROVIDER}'.", "", "Unsupported options:", ""]
+    for key in unknown:
+        close = difflib.get_close_matches(key, supported, n=1)
+        lines.append(f"{key}" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    lines += ["", "Supported options:", "", *supported]
+    return "\n".join(lines)
+
+
+def _invalid_value_message(spec: OptionSpec, text: str, reason: str) -> str:
+    shown = "(secret value not shown)" if spec.secret else repr(redact_url_credentials(text))
+    return (f"Invalid value for option '{spec.key}': {shown}: {reason}. "
+            f"Expected {spec.accepted}.")
+
+
+def reference_markdown() -> str:
+    """The options reference (docs/options.md), generated from the specs."""
+    def default(spec: OptionSpec) -> str:
+        if spec.required:
+            return "(required)"
+        if spec.default in (None, ()):
+            return "(none)"
+        if isinstance(spec.default, bool):
+            return str(spec.default).lower()
+        if isinstance(spec.default, timedelta):
+            return f"{int(spec.default.total_seconds())}s"
+        return str(spec.default)
+
+    lines = [
+        "# Options reference",
+        "",
+        "<!-- Generated by `python -m pyflink_triton options-reference`; "
+        "a test checks it is current. -->",
+        "",
+        "Options are given in `CREATE MODEL ... WITH (...)` or as the dict passed to",
+        "`TritonScalarFunction`, `TritonMapFunction` and `create_model`. Unknown keys and",
+        "invalid values are rejected when the function is registered.",
+        "",
+        "| Key | Default | Accepted values | Description |",
+        "|---|---|---|---|",
+    ]
+    for spec in option_specs():
+        cells = [f"`{spec.key}`", default(spec), spec.accepted, spec.description]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,45 @@
+"""The inference core used directly (no Flink job): logging, secrets, the SQL file runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+from pyflink_triton.inference import TritonInference
+
+from jobs import BASE_ID, stateful_options
+
+
+def test_open_logs_base_and_subtask_and_debug_logs_each_id_never_the_token(triton, caplog):
+    caplog.set_level(logging.DEBUG, logger="pyflink_triton")
+    inference = TritonInference.create(stateful_options(triton, **{"auth-token": "tok-s3cr3t"}))
+    assert "tok-s3cr3t" not in repr(inference)
+
+    session = inference.open(subtask_index=4, attempt=1)
+    try:
+        reports = [json.loads(session.infer([value])) for value in (5, 6)]
+    finally:
+        session.close()
+
+    assert [r["sequence_id"] for r in reports] == [f"{BASE_ID}-4-0", f"{BASE_ID}-4-1"]
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(f"{BASE_ID}-4-<counter>" in m and "subtask 4" in m for m in info), info
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert f"sequence ID {BASE_ID}-4-1" in debug
+    assert "tok-s3cr3t" not in caplog.text
+
+
+def test_the_sql_file_command_prints_every_row(triton, tmp_path):
+    script = tmp_path / "job.sql"
+    script.write_text(f"""
+        CREATE MODEL add_one WITH ('provider' = 'triton', 'endpoint' = '{triton.http_endpoint}',
+                                   'model-name' = 'add_one');
+        SELECT x, add_one(x) AS y FROM (VALUES (1.0), (41.0)) AS t(x);""")
+    run = subprocess.run([sys.executable, "-m", "pyflink_triton", "sql", str(script),
+                          "--parallelism", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.strip().splitlines()
+    assert lines[0] == "x\ty"
+    assert sorted(lines[1:]) == ["1.0\t2.0", "41.0\t42.0"]

@@ -1,0 +1,67 @@
+"""Helpers shared by the integration tests: options for the test models, sources, checks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+BASE_ID = "flink-job-123"
+
+# The seed's statement (FLINK-38857), verbatim.
+SEED_CREATE_MODEL = """CREATE MODEL my_triton_model WITH (
+  'provider' = 'triton',
+  'endpoint' = 'https://triton-server:8000/v2/models',
+  'model-name' = 'my_stateful_model',
+  'sequence-id' = 'flink-job-123',
+  'sequence-id-auto-increment' = 'true',  -- Enable auto-increment
+  'sequence-start' = 'true',
+  'sequence-end' = 'true'
+);"""
+SEED_ENDPOINT = "https://triton-server:8000/v2/models"
+
+
+def stateful_options(triton: Any, **overrides: str) -> dict[str, str]:
+    """The seed's options for the test server's my_stateful_model."""
+    return {
+        "provider": "triton",
+        "endpoint": f"{triton.http_endpoint}/v2/models",
+        "model-name": "my_stateful_model",
+        "sequence-id": BASE_ID,
+        "sequence-id-auto-increment": "true",
+        "sequence-start": "true",
+        "sequence-end": "true",
+        **overrides,
+    }
+
+
+def sequence_source(t_env: Any, rows: int, name: str = "src") -> None:
+    """A datagen table of ids 1..rows, split among the source's parallel subtasks."""
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE {name} (id BIGINT) WITH (
+          'connector' = 'datagen', 'number-of-rows' = '{rows}',
+          'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{rows}')""")
+
+
+def assert_one_shot_sequences_per_subtask(pairs: Iterable[tuple[int, dict[str, Any]]],
+                                          rows: int, subtasks: int) -> None:
+    """Check what my_stateful_model reported for ids 1..rows sent by ``subtasks`` subtasks.
+
+    ``pairs``: (input id, the model's report) for every output row. Triton must have seen
+    exactly ``rows`` distinct sequence IDs ``{BASE_ID}-{subtask}-{counter}``, each a complete
+    START+END sequence, with counters 0..n-1 without gaps in every subtask, and every output
+    must belong to its own input.
+    """
+    pairs = list(pairs)
+    assert sorted(i for i, _ in pairs) == list(range(1, rows + 1)), "rows out != rows in"
+    counters: dict[int, list[int]] = defaultdict(list)
+    for value, report in pairs:
+        assert report["input"] == value and report["total"] == value, report
+        assert report["start"] is True and report["end"] is True, report
+        base, subtask, counter = report["sequence_id"].rsplit("-", 2)
+        assert base == BASE_ID
+        counters[int(subtask)].append(int(counter))
+    assert len({r["sequence_id"] for _, r in pairs}) == rows, "Triton saw a sequence ID twice"
+    assert sorted(counters) == list(range(subtasks)), f"subtasks seen: {sorted(counters)}"
+    for subtask, seen in counters.items():
+        assert sorted(seen) == list(range(len(seen))), f"gap in subtask {subtask}: {seen}"

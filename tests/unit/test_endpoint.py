@@ -1,0 +1,276 @@
+"""Unit tests of pyflink_triton.endpoint: parsing, paths, basic auth and redaction."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from pyflink_triton.endpoint import Endpoint, redact_url_credentials
+
+PASSWORD = "hunter2pass"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+# --- accepted forms ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, scheme, host, port, base_path", [
+    # host:port (and bare host) default to http
+    ("localhost:8000", "http", "localhost", 8000, ""),
+    ("triton-server:8000", "http", "triton-server", 8000, ""),
+    ("10.0.0.5:8001", "http", "10.0.0.5", 8001, ""),
+    ("triton", "http", "triton", 80, ""),
+    ("triton/v2", "http", "triton", 80, ""),
+    # base URLs
+    ("http://triton:8000", "http", "triton", 8000, ""),
+    ("https://triton:8443", "https", "triton", 8443, ""),
+    ("http://triton", "http", "triton", 80, ""),
+    ("https://triton", "https", "triton", 443, ""),
+    # /v2 and /v2/models suffixes, trailing slashes
+    ("http://triton:8000/", "http", "triton", 8000, ""),
+    ("http://triton:8000//", "http", "triton", 8000, ""),
+    ("http://triton:8000/v2", "http", "triton", 8000, ""),
+    ("http://triton:8000/v2/", "http", "triton", 8000, ""),
+    ("http://triton:8000/v2/models", "http", "triton", 8000, ""),
+    ("http://triton:8000/v2/models/", "http", "triton", 8000, ""),
+    ("https://triton-server:8000/v2/models", "https", "triton-server", 8000, ""),
+    ("https://triton/v2/models", "https", "triton", 443, ""),
+    ("localhost:8000/v2/models", "http", "localhost", 8000, ""),
+    # gateway prefixes
+    ("https://gw.example.com/triton", "https", "gw.example.com", 443, "/triton"),
+    ("https://gw.example.com/triton/", "https", "gw.example.com", 443, "/triton"),
+    ("https://gw.example.com/ml/triton/v2", "https", "gw.example.com", 443, "/ml/triton"),
+    ("https://gw.example.com/ml/triton/v2/models/", "https", "gw.example.com", 443,
+     "/ml/triton"),
+    ("http://gw:9000/a/b/c", "http", "gw", 9000, "/a/b/c"),
+    ("http://gw/models", "http", "gw", 80, "/models"),
+    ("http://gw/v2models", "http", "gw", 80, "/v2models"),
+    ("http://gw/v2/v2", "http", "gw", 80, "/v2"),
+    # scheme case, host case, whitespace
+    ("HTTP://triton:1", "http", "triton", 1, ""),
+    ("HttpS://Triton.Example.COM", "https", "triton.example.com", 443, ""),
+    ("  http://triton:8000  ", "http", "triton", 8000, ""),
+    ("http://triton:65535", "http", "triton", 65535, ""),
+    # IPv6
+    ("[::1]:8000", "http", "::1", 8000, ""),
+    ("http://[::1]:8000/v2", "http", "::1", 8000, ""),
+    ("https://[2001:db8::5]", "https", "2001:db8::5", 443, ""),
+    ("http://[fe80::1]/gw/v2/models", "http", "fe80::1", 80, "/gw"),
+])
+def test_parse_accepted_forms(text, scheme, host, port, base_path):
+    endpoint = Endpoint.parse(text)
+    assert (endpoint.scheme, endpoint.host, endpoint.port, endpoint.base_path) == (
+        scheme, host, port, base_path)
+    assert endpoint.username is None
+    assert endpoint.password is None
+    assert endpoint.has_credentials is False
+    assert endpoint.basic_auth_header() is None
+
+
+@pytest.mark.parametrize("text, use_tls", [
+    ("http://h:1", False), ("h:1", False), ("https://h:1", True), ("HTTPS://h", True),
+])
+def test_use_tls(text, use_tls):
+    assert Endpoint.parse(text).use_tls is use_tls
+
+
+def test_all_forms_of_the_same_server_are_equal():
+    forms = ["triton:8000", "http://triton:8000", "http://triton:8000/", "http://triton:8000/v2",
+             "http://triton:8000/v2/", "http://triton:8000/v2/models",
+             "http://triton:8000/v2/models/"]
+    assert {Endpoint.parse(form) for form in forms} == {Endpoint("http", "triton", 8000)}
+
+
+# --- request paths -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, segments, path", [
+    ("h:1", (), "/v2"),
+    ("h:1", ("models", "m", "infer"), "/v2/models/m/infer"),
+    ("h:1/v2/models", ("models", "m", "versions", "3", "infer"),
+     "/v2/models/m/versions/3/infer"),
+    ("https://gw/triton/v2/models", ("models", "m", "infer"), "/triton/v2/models/m/infer"),
+    ("h:1", ("models", "my model", "infer"), "/v2/models/my%20model/infer"),
+    ("h:1", ("models", "a/b", "ready"), "/v2/models/a%2Fb/ready"),
+    ("h:1", ("models", "q?x#y", "ready"), "/v2/models/q%3Fx%23y/ready"),
+    ("h:1", ("health", "ready"), "/v2/health/ready"),
+])
+def test_path(text, segments, path):
+    assert Endpoint.parse(text).path(*segments) == path
+
+
+# --- credentials ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, user, password, host, port", [
+    ("https://alice:s3cret@triton:8443", "alice", "s3cret", "triton", 8443),
+    ("http://alice:s3cret@triton", "alice", "s3cret", "triton", 80),
+    ("alice:s3cret@triton:8000", "alice", "s3cret", "triton", 8000),
+    ("http://alice:s3cret@[::1]:8000/v2/models", "alice", "s3cret", "::1", 8000),
+    ("http://alice:s3c:ret@triton:1", "alice", "s3c:ret", "triton", 1),
+    ("http://alice:@triton:1", "alice", "", "triton", 1),
+])
+def test_credentials_become_basic_auth(text, user, password, host, port):
+    endpoint = Endpoint.parse(text)
+    assert endpoint.has_credentials is True
+    assert endpoint.username == user
+    assert endpoint.password == password
+    assert (endpoint.host, endpoint.port) == (host, port)
+    assert endpoint.basic_auth_header() == basic(user, password)
+
+
+def test_username_only_gives_empty_password():
+    endpoint = Endpoint.parse("http://alice@triton:8000")
+    assert endpoint.has_credentials is True
+    assert endpoint.basic_auth_header() == basic("alice", "")
+
+
+def test_basic_auth_header_value():
+    assert Endpoint.parse("https://u:p@h").basic_auth_header() == "Basic dTpw"
+
+
+@pytest.mark.parametrize("text, user, password", [
+    ("http://alice:p%40ss@triton:1", "alice", "p@ss"),
+    ("http://alice:p%3Ass@triton:1", "alice", "p:ss"),
+    ("http://al%20ice:p%2Fss@triton:1", "al ice", "p/ss"),
+])
+def test_percent_encoded_credentials_are_decoded(text, user, password):
+    """RFC 3986 userinfo is percent-encoded: the only way to put '@', ':' or '/' in it."""
+    assert Endpoint.parse(text).basic_auth_header() == basic(user, password)
+
+
+# --- str() and repr() redaction ------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, shown", [
+    ("localhost:8000", "http://localhost:8000"),
+    ("https://triton", "https://triton:443"),
+    ("https://triton-server:8000/v2/models", "https://triton-server:8000"),
+    ("https://gw/triton/v2", "https://gw:443/triton"),
+    ("http://[::1]:8000", "http://[::1]:8000"),
+    ("https://alice:hunter2pass@triton:8443/v2", "https://***@triton:8443"),
+    ("http://alice@triton", "http://***@triton:80"),
+    ("http://alice:hunter2pass@[::1]:8000/gw", "http://***@[::1]:8000/gw"),
+])
+def test_str(text, shown):
+    assert str(Endpoint.parse(text)) == shown
+
+
+def test_str_round_trips_without_credentials():
+    for text in ["h:1", "https://h", "https://gw:9/p/q/v2/models", "http://[::1]:5"]:
+        endpoint = Endpoint.parse(text)
+        assert Endpoint.parse(str(endpoint)) == endpoint
+
+
+def test_repr_and_format_never_show_credentials():
+    endpoint = Endpoint.parse("https://alice:hunter2pass@triton:8443")
+    for text in (str(endpoint), repr(endpoint), f"{endpoint}", f"{endpoint!r}"):
+        assert PASSWORD not in text
+        assert "alice" not in text
+
+
+# --- rejected forms ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, fragment", [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("ftp://triton:21", "scheme 'ftp'"),
+    ("grpc://triton:8001", "scheme 'grpc'"),
+    ("file:///tmp/x", "scheme 'file'"),
+    ("ws://triton:8000", "scheme 'ws'"),
+    ("://triton", "scheme ''"),
+    ("http://", "no host"),
+    ("https:///v2", "no host"),
+    ("http://:8000", "no host"),
+    ("http://triton:notaport", "port"),
+    ("http://triton:99999", "port"),
+    ("http://triton:65536", "port"),
+    ("http://triton:-1", "port"),
+    ("triton:abc", "port"),
+    ("http://triton:8000?x=1", "query string"),
+    ("http://triton:8000/v2#frag", "fragment"),
+])
+def test_parse_rejects(text, fragment):
+    with pytest.raises(ValueError) as info:
+        Endpoint.parse(text)
+    assert fragment in str(info.value)
+
+
+def test_scheme_error_suggests_http_or_https():
+    with pytest.raises(ValueError, match="use http or https"):
+        Endpoint.parse("ftp://h")
+
+
+def test_port_zero_is_not_silently_replaced():
+    """Port 0 cannot be connected to; it must not turn into the scheme's default port."""
+    try:
+        endpoint = Endpoint.parse("http://triton:0")
+    except ValueError as e:
+        assert "port" in str(e)
+    else:
+        assert endpoint.port == 0
+
+
+# --- no password in any error message ------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    f"ftp://alice:{PASSWORD}@triton:21",
+    f"http://alice:{PASSWORD}@triton:notaport",
+    f"http://alice:{PASSWORD}@triton:99999",
+    f"https://alice:{PASSWORD}@triton:-5",
+    f"http://alice:{PASSWORD}@triton:8000?x=1",
+    f"http://alice:{PASSWORD}@triton:8000#frag",
+    f"http://alice:{PASSWORD}@",
+    f"http://alice:{PASSWORD}@:8000",
+    f"http://alice:{PASSWORD}@[::1:8000",
+    f"http://alice:{PASSWORD}@[zz]:8000",
+    f"alice:{PASSWORD}@triton:notaport",
+    f"http://alice:top@{PASSWORD}@triton:notaport",
+])
+def test_parse_errors_never_contain_the_password(text):
+    with pytest.raises(ValueError) as info:
+        Endpoint.parse(text)
+    assert PASSWORD not in str(info.value)
+
+
+def test_nfkc_netloc_error_does_not_echo_the_password():
+    """urlsplit rejects a netloc that NFKC-normalises to URL syntax, quoting the netloc."""
+    with pytest.raises(ValueError) as info:
+        Endpoint.parse(f"http://alice:{PASSWORD}\uff03x@triton:8000")
+    assert PASSWORD not in str(info.value)
+
+
+# --- redact_url_credentials ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("http://alice:pw@h:1/v2", "http://***@h:1/v2"),
+    ("https://alice@h", "https://***@h"),
+    ("HTTPS://Alice:PW@h", "HTTPS://***@h"),
+    ("alice:pw@h:1", "***@h:1"),  # the host:port form
+    ("http://alice:top@secret@h:1", "http://***@h:1"),  # '@' inside the password
+    ("http://alice:with space@h:x", "http://***@h:x"),
+    ("http://h:1/v2/models/m", "http://h:1/v2/models/m"),
+    ("no url here", "no url here"),
+    ("", ""),
+    ("grpc+tls://a:b@h:1", "grpc+tls://***@h:1"),
+])
+def test_redact_url_credentials(text, expected):
+    assert redact_url_credentials(text) == expected
+
+
+def test_redact_is_idempotent():
+    once = redact_url_credentials("see http://a:b@h:1 and https://c@d")
+    assert redact_url_credentials(once) == once
+
+
+@pytest.mark.parametrize("text", [
+    f"http://alice:{PASSWORD}@h:1",
+    f"https://alice:{PASSWORD}@h",
+    f"http://alice:top@{PASSWORD}@h:1",
+    f"http://alice:x {PASSWORD}@h:1",
+])
+def test_redact_removes_passwords_that_endpoint_parse_accepts(text):
+    assert Endpoint.parse(text).password is not None  # parse reads a password here
+    redacted = redact_url_credentials(text)
+    assert PASSWORD not in redacted
+    assert "***@" in redacted

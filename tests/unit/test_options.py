@@ -1,0 +1,701 @@
+"""Unit tests of pyflink_triton.options: parsing, defaults, validation and messages."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from pyflink_triton.endpoint import Endpoint
+from pyflink_triton.errors import TritonConfigError
+from pyflink_triton.options import (
+    PROVIDER,
+    TritonOptions,
+    option_specs,
+    parse_bool,
+    parse_headers,
+    parse_positive_duration,
+    reference_markdown,
+)
+
+BASE = {"endpoint": "localhost:8000", "model-name": "m"}
+
+ALL_KEYS = {
+    "endpoint",
+    "model-name",
+    "provider",
+    "model-version",
+    "timeout",
+    "sequence-id",
+    "sequence-id-auto-increment",
+    "sequence-id-type",
+    "sequence-start",
+    "sequence-end",
+    "priority",
+    "auth-token",
+    "custom-headers",
+    "compression",
+}
+
+AUTO_INCREMENT = {
+    "sequence-id": "flink-job-123",
+    "sequence-id-auto-increment": "true",
+    "sequence-start": "true",
+    "sequence-end": "true",
+}
+
+
+def parse(**extra: object) -> TritonOptions:
+    return TritonOptions.from_dict({**BASE, **extra})
+
+
+def parse_keys(options: dict[str, object]) -> TritonOptions:
+    return TritonOptions.from_dict({**BASE, **options})
+
+
+def config_error(options: dict[str, object], *, base: bool = True) -> str:
+    with pytest.raises(TritonConfigError) as info:
+        TritonOptions.from_dict({**BASE, **options} if base else options)
+    return str(info.value)
+
+
+# --- the set of options --------------------------------------------------------------------------
+
+def test_option_keys_are_exactly_the_documented_ones():
+    assert {spec.key for spec in option_specs()} == ALL_KEYS
+
+
+def test_every_option_has_accepted_text_and_description():
+    for spec in option_specs():
+        assert spec.accepted.strip(), spec.key
+        assert spec.description.strip(), spec.key
+
+
+def test_only_endpoint_and_model_name_are_required():
+    assert {spec.key for spec in option_specs() if spec.required} == {"endpoint", "model-name"}
+
+
+def test_secret_options_are_auth_token_and_custom_headers():
+    assert {spec.key for spec in option_specs() if spec.secret} == {"auth-token", "custom-headers"}
+
+
+# --- defaults ------------------------------------------------------------------------------------
+
+def test_defaults_with_only_required_options():
+    options = parse()
+    assert options.endpoint == Endpoint("http", "localhost", 8000)
+    assert options.model_name == "m"
+    assert options.provider == PROVIDER == "triton"
+    assert options.model_version is None
+    assert options.timeout == timedelta(seconds=30)
+    assert options.sequence_id is None
+    assert options.sequence_id_auto_increment is False
+    assert options.sequence_id_type == "string"
+    assert options.sequence_start is False
+    assert options.sequence_end is False
+    assert options.priority is None
+    assert options.auth_token is None
+    assert options.custom_headers == ()
+    assert options.compression is None
+
+
+def test_options_are_immutable():
+    options = parse()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.model_name = "other"  # type: ignore[misc]
+
+
+def test_parsed_options_compare_equal():
+    assert parse(timeout="1 min") == parse(timeout="60s")
+
+
+# --- every option parsed -------------------------------------------------------------------------
+
+def test_all_options_together():
+    options = parse_keys({
+        "endpoint": "https://triton:8443/gw/v2/models",
+        "model-name": "My_Model",
+        "provider": "triton",
+        "model-version": "3",
+        "timeout": "45s",
+        "sequence-id": "42",
+        "sequence-id-type": "uint64",
+        "sequence-start": "TRUE",
+        "sequence-end": "False",
+        "priority": "7",
+        "auth-token": "tok",
+        "custom-headers": "X-A:1,X-B:2",
+        "compression": "gzip",
+    })
+    assert options.endpoint == Endpoint("https", "triton", 8443, "/gw")
+    assert options.model_name == "My_Model"
+    assert options.model_version == "3"
+    assert options.timeout == timedelta(seconds=45)
+    assert options.sequence_id == "42"
+    assert options.sequence_id_type == "uint64"
+    assert options.sequence_start is True
+    assert options.sequence_end is False
+    assert options.priority == 7
+    assert options.auth_token == "tok"
+    assert options.custom_headers == (("X-A", "1"), ("X-B", "2"))
+    assert options.compression == "gzip"
+
+
+def test_model_name_is_case_sensitive():
+    assert parse_keys({"model-name": "ResNet50_ONNX"}).model_name == "ResNet50_ONNX"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("localhost:8000", Endpoint("http", "localhost", 8000)),
+    ("https://triton-server:8000/v2/models", Endpoint("https", "triton-server", 8000)),
+    ("https://triton-server", Endpoint("https", "triton-server", 443)),
+    ("http://gw:80/prefix/v2/", Endpoint("http", "gw", 80, "/prefix")),
+])
+def test_endpoint_option(text, expected):
+    assert parse_keys({"endpoint": text}).endpoint == expected
+
+
+def test_keys_are_stripped():
+    options = TritonOptions.from_dict({" endpoint ": "h:1", "model-name ": "m", " timeout": "1s"})
+    assert options.timeout == timedelta(seconds=1)
+
+
+def test_provider_triton_accepted():
+    assert parse(provider="triton").provider == "triton"
+    assert parse(provider=" triton ").provider == "triton"
+
+
+@pytest.mark.parametrize("version", ["1", "3", "12", " 7 "])
+def test_model_version_positive_integer(version):
+    assert parse_keys({"model-version": version}).model_version == version.strip()
+
+
+@pytest.mark.parametrize("version", ["", "   "])
+def test_model_version_empty_means_unset(version):
+    assert parse_keys({"model-version": version}).model_version is None
+
+
+@pytest.mark.parametrize("value", ["gzip", "GZIP", " Gzip "])
+def test_compression_gzip(value):
+    assert parse(compression=value).compression == "gzip"
+
+
+def test_compression_empty_means_unset():
+    assert parse(compression="").compression is None
+
+
+@pytest.mark.parametrize("value, expected", [("0", 0), ("5", 5), (" 12 ", 12), ("+3", 3), (9, 9)])
+def test_priority(value, expected):
+    assert parse(priority=value).priority == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("string", "string"), ("STRING", "string"), ("uint64", "uint64"), ("UInt64", "uint64"),
+])
+def test_sequence_id_type(value, expected):
+    options = parse_keys({"sequence-id": "5", "sequence-id-type": value})
+    assert options.sequence_id_type == expected
+
+
+def test_sequence_id_plain():
+    options = parse_keys({"sequence-id": "flink-job-123"})
+    assert options.sequence_id == "flink-job-123"
+    assert options.sequence_id_auto_increment is False
+
+
+def test_auto_increment_seed_options():
+    options = parse_keys(AUTO_INCREMENT)
+    assert options.sequence_id == "flink-job-123"
+    assert options.sequence_id_auto_increment is True
+    assert options.sequence_start is True
+    assert options.sequence_end is True
+
+
+def test_auth_token_kept_verbatim():
+    assert parse_keys({"auth-token": "Bearer abc.def"}).auth_token == "Bearer abc.def"
+
+
+# --- booleans ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("true", True), ("TRUE", True), ("True", True), ("tRuE", True), (" true ", True),
+    ("false", False), ("FALSE", False), ("False", False), ("fAlSe", False), ("\tfalse\n", False),
+    (True, True), (False, False),
+])
+@pytest.mark.parametrize("key", ["sequence-start", "sequence-end"])
+def test_boolean_forms(key, text, expected):
+    options = parse_keys({"sequence-id": "s", key: text})
+    assert getattr(options, key.replace("-", "_")) is expected
+
+
+@pytest.mark.parametrize("text", ["yes", "no", "1", "0", "t", "", "on", "truee"])
+def test_parse_bool_rejects(text):
+    with pytest.raises(ValueError):
+        parse_bool(text)
+
+
+@pytest.mark.parametrize("key", ["sequence-start", "sequence-end", "sequence-id-auto-increment"])
+@pytest.mark.parametrize("text", ["yes", "1", "on", "enabled"])
+def test_invalid_boolean_message(key, text):
+    message = config_error({"sequence-id": "s", key: text})
+    assert f"'{key}'" in message
+    assert repr(text) in message
+    assert "true or false" in message
+
+
+# --- durations -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("30s", timedelta(seconds=30)),
+    ("30 s", timedelta(seconds=30)),
+    ("500ms", timedelta(milliseconds=500)),
+    ("500 ms", timedelta(milliseconds=500)),
+    ("1 min", timedelta(minutes=1)),
+    ("1min", timedelta(minutes=1)),
+    ("1m", timedelta(minutes=1)),
+    ("2 h", timedelta(hours=2)),
+    ("2h", timedelta(hours=2)),
+    ("2 hours", timedelta(hours=2)),
+    ("1d", timedelta(days=1)),
+    ("1 day", timedelta(days=1)),
+    ("3 days", timedelta(days=3)),
+    ("10 sec", timedelta(seconds=10)),
+    ("10 secs", timedelta(seconds=10)),
+    ("10 second", timedelta(seconds=10)),
+    ("10 seconds", timedelta(seconds=10)),
+    ("10 SECONDS", timedelta(seconds=10)),
+    ("10 Min", timedelta(minutes=10)),
+    ("5 minutes", timedelta(minutes=5)),
+    ("250 milli", timedelta(milliseconds=250)),
+    ("250 millis", timedelta(milliseconds=250)),
+    ("250 milliseconds", timedelta(milliseconds=250)),
+    ("1500", timedelta(milliseconds=1500)),
+    ("100", timedelta(milliseconds=100)),
+    (" 7s ", timedelta(seconds=7)),
+    ("5000us", timedelta(milliseconds=5)),
+    ("5000 µs", timedelta(milliseconds=5)),
+    ("5000 micros", timedelta(milliseconds=5)),
+    (250, timedelta(milliseconds=250)),
+])
+def test_timeout_durations(text, expected):
+    assert parse(timeout=text).timeout == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2000000ns", timedelta(milliseconds=2)),
+    ("1000000 nanos", timedelta(milliseconds=1)),
+    ("3000000000 nanoseconds", timedelta(seconds=3)),
+])
+def test_timeout_nanosecond_units(text, expected):
+    """Flink's nanosecond labels are accepted; a whole number of microseconds is exact."""
+    assert parse(timeout=text).timeout == expected
+
+
+@pytest.mark.parametrize("text", [
+    "abc", "", " ", "s", "1.5s", "-1s", "1 h 30 min", "30 sx", "ten seconds", "1,000ms",
+])
+def test_timeout_not_a_duration(text):
+    message = config_error({"timeout": text})
+    assert "'timeout'" in message
+    assert repr(text) in message
+    assert "positive duration" in message
+    assert "30s" in message
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "0 ms", "0 min"])
+def test_timeout_must_be_positive(text):
+    message = config_error({"timeout": text})
+    assert "'timeout'" in message
+    assert repr(text) in message
+    assert "positive" in message
+
+
+def test_parse_positive_duration_direct():
+    assert parse_positive_duration("2 h") == timedelta(hours=2)
+    with pytest.raises(ValueError, match="positive"):
+        parse_positive_duration("0")
+
+
+@pytest.mark.parametrize("text", ["99999999999d", "99999999999999999999999999 ms"])
+def test_timeout_too_large_is_a_config_error(text):
+    message = config_error({"timeout": text})
+    assert "'timeout'" in message
+
+
+# --- custom headers ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("X-A:1", (("X-A", "1"),)),
+    ("X-A:1,X-B:2", (("X-A", "1"), ("X-B", "2"))),
+    (" X-A : 1 , X-B:2 ", (("X-A", "1"), ("X-B", "2"))),
+    ("X-A:1,", (("X-A", "1"),)),
+    ("", ()),
+    # As in Flink's StructuredOptionsSplitter, a quote may only open a whole part: a value
+    # with ':' is quoted, and then its entry is quoted too (with the other quote character).
+    ("'X-Url:\"http://h:1\"'", (("X-Url", "http://h:1"),)),
+    ("\"X-Url:'http://h:1'\"", (("X-Url", "http://h:1"),)),
+    ("'X-List:a,b',X-C:c", (("X-List", "a,b"), ("X-C", "c"))),
+    ("\"X-List:a,b\"", (("X-List", "a,b"),)),
+    ("\"X-Q:'it''s'\"", (("X-Q", "it's"),)),
+    ("'X-Q:\"say \"\"hi\"\"\"'", (("X-Q", 'say "hi"'),)),
+    ("\"X-Empty:''\"", (("X-Empty", ""),)),
+    ("X-Tilde~!#$%&*+.^_`|:v", (("X-Tilde~!#$%&*+.^_`|", "v"),)),
+    ("Authorization:Bearer abc", (("Authorization", "Bearer abc"),)),
+])
+def test_custom_headers_flink_map_syntax(text, expected):
+    assert parse_headers(text) == expected
+    assert parse_keys({"custom-headers": text}).custom_headers == expected
+
+
+@pytest.mark.parametrize("name", [
+    "Content-Length", "content-type", "CONTENT-ENCODING", "Inference-Header-Content-Length",
+    "Host", "Transfer-Encoding",
+])
+def test_custom_headers_reserved(name):
+    message = config_error({"custom-headers": f"{name}:verysecretvalue"})
+    assert "'custom-headers'" in message
+    assert name in message
+    assert "set by the client" in message
+    assert "verysecretvalue" not in message
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("bad name:verysecretvalue", "'bad name' is not a valid HTTP header name"),
+    ("X(A):verysecretvalue", "not a valid HTTP header name"),
+    ("verysecretvalue", "NAME:value"),
+    ("X-A:verysecretvalue:other", "NAME:value"),
+    ("X-A:'verysecretvalue", "illegal quoting at position 4"),
+    ("X-B:\"verysecret,value\"", "illegal quoting"),
+    ("'X-A:verysecretvalue", "a quote is not closed"),
+    ("'X-A:verysecret'value", "illegal quoting"),
+    ("X-Empty:", "NAME:value"),
+])
+def test_custom_headers_invalid(text, fragment):
+    message = config_error({"custom-headers": text})
+    assert "'custom-headers'" in message
+    assert fragment in message
+    assert "verysecretvalue" not in message
+    assert "(secret value not shown)" in message
+    assert "Flink map syntax" in message
+
+
+# --- invalid values: the message names key, value and what is expected ---------------------------
+
+@pytest.mark.parametrize("key, value, expected_text", [
+    ("provider", "openai", "'triton'"),
+    ("model-version", "0", "positive integer"),
+    ("model-version", "-1", "positive integer"),
+    ("model-version", "v1", "positive integer"),
+    ("model-version", "1.0", "positive integer"),
+    ("priority", "-1", "non-negative integer"),
+    ("priority", "high", "non-negative integer"),
+    ("priority", "1.5", "non-negative integer"),
+    ("compression", "br", "gzip"),
+    ("compression", "deflate", "gzip"),
+    ("sequence-id-type", "int", "string or uint64"),
+    ("sequence-id-type", "uint32", "string or uint64"),
+    ("model-name", "", "non-empty"),
+    ("model-name", "   ", "non-empty"),
+    ("sequence-id", "", "non-empty"),
+    ("endpoint", "ftp://h:1", "http or https"),
+    ("endpoint", "http://h:notaport", "http or https"),
+    ("timeout", "forever", "positive duration"),
+])
+def test_invalid_value_message(key, value, expected_text):
+    message = config_error({"sequence-id": "s", key: value})
+    assert message.startswith(f"Invalid value for option '{key}': {value!r}")
+    assert "Expected" in message
+    assert expected_text in message
+
+
+def test_all_invalid_values_reported_together():
+    message = config_error({"timeout": "x", "priority": "-3", "compression": "zip"})
+    assert "'timeout'" in message
+    assert "'priority'" in message
+    assert "'compression'" in message
+    assert len(message.splitlines()) == 3
+
+
+def test_provider_message_explains_only_triton():
+    message = config_error({"provider": "openai"})
+    assert "'triton' provider only" in message
+
+
+def test_model_version_latest_rejected_with_explanation():
+    for text in ("latest", "LATEST", " Latest "):
+        message = config_error({"model-version": text})
+        assert "'model-version'" in message
+        assert "404" in message
+        assert "'latest'" in message
+        assert "leave 'model-version' unset" in message
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("token", ["", "   "])
+def test_empty_auth_token_message_hides_value(token):
+    message = config_error({"auth-token": token})
+    assert "'auth-token'" in message
+    assert "(secret value not shown)" in message
+    assert "non-empty token" in message
+
+
+def test_auth_token_never_echoed_in_other_errors():
+    message = config_error({
+        "auth-token": "tok-SECRET-123",
+        "custom-headers": "Authorization:Bearer hdr-SECRET-456",
+    })
+    assert "tok-SECRET-123" not in message
+    assert "hdr-SECRET-456" not in message
+
+
+def test_repr_masks_auth_token_and_header_values():
+    options = parse_keys({
+        "auth-token": "tok-SECRET-2",
+        "custom-headers": "X-Api-Key:hdr-SECRET-3,X-Other:hdr-SECRET-4",
+    })
+    text = repr(options)
+    assert "tok-SECRET-2" not in text
+    assert "hdr-SECRET-3" not in text
+    assert "hdr-SECRET-4" not in text
+    assert "auth-token=***" in text
+    assert "custom-headers=***" in text
+    assert str(options) == text
+
+
+def test_repr_redacts_endpoint_credentials():
+    options = parse_keys({"endpoint": "https://alice:pw-SECRET-1@h:1"})
+    text = repr(options)
+    assert "pw-SECRET-1" not in text
+    assert "alice" not in text
+    assert "endpoint=https://***@h:1" in text
+
+
+def test_repr_shows_non_default_values_only():
+    text = repr(parse(timeout="30s", priority="2", compression="gzip"))
+    assert text.startswith("TritonOptions(")
+    assert "endpoint=http://localhost:8000" in text
+    assert "model-name=m" in text
+    assert "priority=2" in text
+    assert "compression=gzip" in text
+    assert "timeout" not in text  # 30s is the default
+    assert "sequence" not in text
+    assert "provider" not in text
+
+
+# --- unknown and missing keys --------------------------------------------------------------------
+
+def test_unknown_key_lists_supported_options():
+    message = config_error({"foo": "1", "timout": "2s"})
+    assert "Unsupported options" in message
+    assert "foo" in message
+    assert "timout (did you mean 'timeout'?)" in message
+    supported = message.split("Supported options:", 1)[1]
+    for key in ALL_KEYS:
+        assert key in supported.split()
+    assert "foo" not in supported
+
+
+def test_unknown_key_without_close_match_has_no_suggestion():
+    message = config_error({"zzzzzz": "1"})
+    assert "zzzzzz\n" in message
+    assert "did you mean" not in message
+
+
+def test_unknown_key_reported_before_invalid_values():
+    message = config_error({"bogus-key": "1", "timeout": "nope"})
+    assert "bogus-key" in message
+    assert "Unsupported options" in message
+
+
+@pytest.mark.parametrize("options, missing", [
+    ({}, ["endpoint", "model-name"]),
+    ({"endpoint": "h:1"}, ["model-name"]),
+    ({"model-name": "m"}, ["endpoint"]),
+    ({"model-name": "m", "timeout": "1s"}, ["endpoint"]),
+])
+def test_missing_required_options(options, missing):
+    message = config_error(options, base=False)
+    assert "Missing required option" in message
+    for key in missing:
+        assert key in message
+    for key in {"endpoint", "model-name"} - set(missing):
+        assert key not in message
+
+
+# --- cross-option checks -------------------------------------------------------------------------
+
+def test_auto_increment_without_sequence_id_names_both_keys():
+    message = config_error({"sequence-id-auto-increment": "true", "sequence-start": "true",
+                            "sequence-end": "true"})
+    assert "'sequence-id-auto-increment'" in message
+    assert "'sequence-id'" in message
+    assert "flink-job-123" in message
+
+
+@pytest.mark.parametrize("start, end, named", [
+    ("false", "false", ["'sequence-start'", "'sequence-end'"]),
+    ("true", "false", ["'sequence-end'"]),
+    ("false", "true", ["'sequence-start'"]),
+])
+def test_auto_increment_requires_start_and_end(start, end, named):
+    message = config_error({**AUTO_INCREMENT, "sequence-start": start, "sequence-end": end})
+    assert "'sequence-id-auto-increment'" in message
+    for key in named:
+        assert key in message
+    assert "slot" in message
+    assert "uninitialised" in message
+    if len(named) == 1:
+        other = ({"'sequence-start'", "'sequence-end'"} - set(named)).pop()
+        assert other not in message
+
+
+def test_auto_increment_requires_start_and_end_when_unset():
+    message = config_error({"sequence-id": "b", "sequence-id-auto-increment": "true"})
+    assert "'sequence-start' and 'sequence-end' = 'true'" in message
+
+
+def test_auto_increment_with_uint64_rejected():
+    message = config_error({**AUTO_INCREMENT, "sequence-id": "42", "sequence-id-type": "uint64"})
+    assert "'sequence-id-auto-increment'" in message
+    assert "uint64" in message
+
+
+@pytest.mark.parametrize("sequence_id", ["1", "42", str(2**63 - 1), "0007"])
+def test_uint64_sequence_id_accepted(sequence_id):
+    options = parse_keys({"sequence-id": sequence_id, "sequence-id-type": "uint64"})
+    assert options.sequence_id == sequence_id
+    assert options.sequence_id_type == "uint64"
+
+
+@pytest.mark.parametrize("sequence_id", [
+    "0", "00", str(2**63), str(2**64), "-1", "abc", "12a", "1.0", "flink-job-123",
+])
+def test_uint64_sequence_id_rejected(sequence_id):
+    message = config_error({"sequence-id": sequence_id, "sequence-id-type": "uint64"})
+    assert f"'sequence-id' = '{sequence_id}'" in message
+    assert "'uint64'" in message
+    assert "2^63-1" in message
+
+
+def test_uint64_type_without_sequence_id_is_allowed():
+    assert parse_keys({"sequence-id-type": "uint64"}).sequence_id is None
+
+
+@pytest.mark.parametrize("flags, named", [
+    ({"sequence-start": "true"}, ["'sequence-start'"]),
+    ({"sequence-end": "true"}, ["'sequence-end'"]),
+    ({"sequence-start": "true", "sequence-end": "true"}, ["'sequence-start'", "'sequence-end'"]),
+])
+def test_sequence_flags_without_sequence_id(flags, named):
+    message = config_error(flags)
+    for key in named:
+        assert key in message
+    assert "needs 'sequence-id'" in message
+
+
+def test_sequence_flags_false_without_sequence_id_are_fine():
+    options = parse_keys({"sequence-start": "false", "sequence-end": "false"})
+    assert options.sequence_start is False
+    assert options.sequence_end is False
+
+
+def test_auto_increment_false_needs_nothing():
+    assert parse_keys({"sequence-id-auto-increment": "false"}).sequence_id_auto_increment is False
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"endpoint": "http://u:pw-SECRET@h:1", "auth-token": "tok-SECRET"},
+     ["user:password@ in 'endpoint'", "'auth-token'"]),
+    ({"endpoint": "http://u:pw-SECRET@h:1", "custom-headers": "Authorization:hdr-SECRET"},
+     ["user:password@ in 'endpoint'", "Authorization header in 'custom-headers'"]),
+    ({"auth-token": "tok-SECRET", "custom-headers": "authorization:hdr-SECRET"},
+     ["'auth-token'", "Authorization header in 'custom-headers'"]),
+    ({"auth-token": "tok-SECRET", "custom-headers": "X-A:1,AUTHORIZATION:hdr-SECRET"},
+     ["'auth-token'", "Authorization header in 'custom-headers'"]),
+    ({"endpoint": "http://u:pw-SECRET@h:1", "auth-token": "tok-SECRET",
+      "custom-headers": "Authorization:hdr-SECRET"},
+     ["user:password@ in 'endpoint'", "'auth-token'",
+      "Authorization header in 'custom-headers'"]),
+])
+def test_credentials_given_twice(options, named):
+    message = config_error(options)
+    for what in named:
+        assert what in message
+    assert "keep one of them" in message
+    assert "SECRET" not in message
+
+
+@pytest.mark.parametrize("options", [
+    {"endpoint": "http://u:pw@h:1"},
+    {"auth-token": "tok"},
+    {"custom-headers": "Authorization:Basic abc"},
+    {"endpoint": "http://u:pw@h:1", "custom-headers": "X-Api-Key:k"},
+])
+def test_single_credential_is_fine(options):
+    assert isinstance(parse_keys(options), TritonOptions)
+
+
+# --- endpoint passwords never appear in messages -------------------------------------------------
+
+@pytest.mark.parametrize("endpoint", [
+    "http://alice:hunter2pass@h:notaport",
+    "https://alice:hunter2pass@h:99999",
+    "ftp://alice:hunter2pass@h:1",
+    "http://alice:hunter2pass@h:1/v2?x=1",
+    "http://alice:hunter2pass@h:1#frag",
+    "http://alice:hunter2pass@",
+    "http://alice:hunter2pass@[::1:80",
+    "HTTP://alice:hunter2pass@h:-1",
+])
+def test_endpoint_password_never_in_message(endpoint):
+    message = config_error({"endpoint": endpoint})
+    assert "'endpoint'" in message
+    assert "hunter2pass" not in message
+    assert "***@" in message
+
+
+@pytest.mark.parametrize("endpoint", [
+    "alice:hunter2pass@h:notaport",  # host:port form, no scheme
+    "http://alice:top@hunter2pass@h:notaport",  # raw '@' inside the password
+    "http://alice:hunter2 pass@h:notaport",  # raw space inside the password
+    "http://alice:hunter2\uff03pass@h:8000",  # rejected by urlsplit's NFKC netloc check
+])
+def test_endpoint_unusual_password_never_in_message(endpoint):
+    message = config_error({"endpoint": endpoint})
+    assert "'endpoint'" in message
+    assert "hunter2" not in message
+    assert "pass@" not in message
+
+
+# --- reference -----------------------------------------------------------------------------------
+
+def test_reference_markdown_mentions_every_key():
+    markdown = reference_markdown()
+    assert markdown.startswith("# Options reference")
+    for key in ALL_KEYS:
+        assert f"| `{key}` |" in markdown
+
+
+def test_reference_markdown_rows_match_specs():
+    markdown = reference_markdown()
+    rows = [line for line in markdown.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(option_specs())
+    by_key = {row.split("`")[1]: row for row in rows}
+    assert "(required)" in by_key["endpoint"]
+    assert "(required)" in by_key["model-name"]
+    assert "| 30s |" in by_key["timeout"]
+    assert "| false |" in by_key["sequence-start"]
+    assert "| string |" in by_key["sequence-id-type"]
+    assert "| triton |" in by_key["provider"]
+    assert "| (none) |" in by_key["custom-headers"]
+    assert "| (none) |" in by_key["auth-token"]
+    assert markdown.endswith("\n")
+
+
+def test_reference_markdown_escapes_pipes():
+    for row in reference_markdown().splitlines():
+        if row.startswith("| `"):
+            cells = row.replace("\\|", "").strip("|").split("|")
+            assert len(cells) == 4, row
