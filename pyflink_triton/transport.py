@@ -13,6 +13,7 @@ import gzip
 import http.client
 import json
 import logging
+import select
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -29,10 +30,6 @@ from .sequence import SequenceParams
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the server closed an idle keep-alive connection": the request never
-# reached it, so sending it again on a fresh connection is safe.
-_STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, BrokenPipeError,
-                            ConnectionResetError)
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,6 @@ class HttpTransport:
         self._compression = compression
         self._headers = dict(headers)
         self._connection: http.client.HTTPConnection | None = None
-        self._requests_on_connection = 0
 
     @classmethod
     def for_options(cls, options: TritonOptions) -> HttpTransport:
@@ -108,6 +104,13 @@ class HttpTransport:
         return json.loads(data)
 
     def _connect(self) -> http.client.HTTPConnection:
+        connection = self._connection
+        if connection is not None and connection.sock is not None and _closed_by_peer(
+                connection.sock):
+            # The server closed the idle keep-alive connection: open a new one before sending,
+            # so that a request is never sent twice.
+            log.debug("keep-alive connection to %s was closed by the server", self.endpoint)
+            self.close()
         if self._connection is None:
             host, port = self.endpoint.host, self.endpoint.port
             if self.endpoint.use_tls:
@@ -115,38 +118,25 @@ class HttpTransport:
                     host, port, timeout=self._timeout, context=ssl.create_default_context())
             else:
                 self._connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
-            self._requests_on_connection = 0
         return self._connection
 
     def _round_trip(self, model: ModelRef, method: str, segments: Sequence[str],
                     body: bytes | None, headers: dict[str, str]
                     ) -> tuple[http.client.HTTPResponse, bytes]:
-        path = self.endpoint.path(*segments)
-        headers = {**self._headers, **headers}
-        for attempt in (1, 2):
-            reused = self._requests_on_connection > 0
-            connection = self._connect()
-            try:
-                connection.request(method, path, body=body, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-            except _STALE_CONNECTION_ERRORS as e:
-                self.close()
-                if reused and attempt == 1:
-                    log.debug("keep-alive connection to %s was closed (%r); reconnecting",
-                              self.endpoint, e)
-                    continue
-                raise self._connection_error(model, e) from None
-            except (OSError, http.client.HTTPException) as e:
-                self.close()
-                raise self._connection_error(model, e) from None
-            self._requests_on_connection += 1
-            if response.will_close:
-                self.close()
-            if response.status != 200:
-                raise self._server_error(model, response.status, data)
-            return response, data
-        raise AssertionError("unreachable")
+        connection = self._connect()
+        try:
+            connection.request(method, self.endpoint.path(*segments), body=body,
+                               headers={**self._headers, **headers})
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise self._connection_error(model, e) from None
+        if response.will_close:
+            self.close()
+        if response.status != 200:
+            raise self._server_error(model, response.status, data)
+        return response, data
 
     def _connection_error(self, model: ModelRef, cause: BaseException) -> TritonConnectionError:
         if isinstance(cause, socket.timeout | TimeoutError):
@@ -167,6 +157,12 @@ class HttpTransport:
             f"{detail}{_hint(status, detail)}", status)
 
 
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """An idle keep-alive socket has nothing to read; readable means the server closed it."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
 def request_headers(options: TritonOptions) -> dict[str, str]:
     """The headers every request carries: the user's custom headers and the credentials."""
     headers = dict(options.custom_headers)
@@ -174,8 +170,8 @@ def request_headers(options: TritonOptions) -> dict[str, str]:
         token = options.auth_token  # sent as is when the user already wrote the scheme
         has_scheme = token.lower().startswith("bearer ")
         headers["Authorization"] = token if has_scheme else f"Bearer {token}"
-    elif options.endpoint.has_credentials:
-        headers["Authorization"] = options.endpoint.basic_auth_header() or ""
+    elif (basic := options.endpoint.basic_auth_header()) is not None:
+        headers["Authorization"] = basic
     return headers
 
 

@@ -162,8 +162,8 @@ class LocalTritonServer:
 
     def __init__(self, model_repository: str | os.PathLike[str], http_port: int | None = None,
                  grpc_port: int | None = None, log_path: str | os.PathLike[str] | None = None,
-                 startup_timeout: float = 120.0, extra_args: Sequence[str] = (),
-                 stub_python: str | None = None) -> None:
+                 startup_timeout: float = 120.0, exit_timeout: int = 5,
+                 extra_args: Sequence[str] = (), stub_python: str | None = None) -> None:
         self.model_repository = Path(model_repository).resolve()
         if not self.model_repository.is_dir():
             raise TritonServerSetupError(f"No model repository at {self.model_repository}.")
@@ -173,6 +173,9 @@ class LocalTritonServer:
         self.log_path = Path(log_path) if log_path else Path(
             tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         self.startup_timeout = startup_timeout
+        # On SIGTERM Triton waits this long for in-flight requests and for clients to close
+        # their connections (its own default is 30 s, and idle keep-alive clients never do).
+        self.exit_timeout = exit_timeout
         self.extra_args = list(extra_args)
         self._stub_python = stub_python
         self.process: subprocess.Popen[bytes] | None = None
@@ -215,6 +218,7 @@ class LocalTritonServer:
             f"--http-port={self.http_port}", "--http-address=127.0.0.1",
             f"--grpc-port={self.grpc_port}", "--grpc-address=127.0.0.1",
             "--allow-metrics=false",
+            f"--exit-timeout-secs={self.exit_timeout}",
             *self.extra_args,
         ]
         log.info("Starting %s (log: %s)", " ".join(command), self.log_path)
@@ -244,13 +248,14 @@ class LocalTritonServer:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self) -> None:
         """Stop the server and its backend stub processes (its whole process group)."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
+        timeout = self.exit_timeout + 15
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

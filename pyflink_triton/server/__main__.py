@@ -23,11 +23,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-file", help="where Triton's log goes (default: a temp file)")
     parser.add_argument("--startup-timeout", type=float, default=120.0,
                         help="seconds to wait for the models to be ready (default 120)")
+    parser.add_argument("--exit-timeout", type=int, default=5,
+                        help="seconds Triton waits for in-flight requests on exit (default 5)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     server = LocalTritonServer(args.model_repository, args.http_port, args.grpc_port,
-                               args.log_file, args.startup_timeout)
+                               args.log_file, args.startup_timeout, args.exit_timeout)
     # SIGTERM ends the loop below like Ctrl-C does, so the server is always stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -12,16 +12,16 @@ from pyflink_triton import TritonMapFunction
 from jobs import assert_one_shot_sequences_per_subtask, stateful_options
 
 
-def test_map_function_with_parallelism_2_auto_increments_per_subtask(triton, stream_env):
-    stream_env.set_parallelism(2)
+def test_map_function_with_parallelism_3_over_300_elements(triton, stream_env):
+    stream_env.set_parallelism(3)
     model = TritonMapFunction(stateful_options(triton))
     assert model.output_type == Types.STRING()
-    ids = stream_env.from_collection(list(range(1, 201)), type_info=Types.LONG())
+    ids = stream_env.from_collection(list(range(1, 301)), type_info=Types.LONG())
 
     outputs = list(ids.map(model, output_type=model.output_type).execute_and_collect())
 
     reports = [json.loads(o) for o in outputs]
-    assert_one_shot_sequences_per_subtask([(r["input"], r) for r in reports], 200, 2)
+    assert_one_shot_sequences_per_subtask([(r["input"], r) for r in reports], 300, 3)
 
 
 def test_map_function_takes_named_rows_and_tuples(triton, stream_env):

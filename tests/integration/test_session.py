@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 
 from pyflink_triton.inference import TritonInference
+from pyflink_triton.server import LocalTritonServer, free_port
 
 from jobs import BASE_ID, stateful_options
+from servers import MODEL_REPOSITORY
 
 
 def test_open_logs_base_and_subtask_and_debug_logs_each_id_never_the_token(triton, caplog):
@@ -43,3 +46,21 @@ def test_the_sql_file_command_prints_every_row(triton, tmp_path):
     lines = run.stdout.strip().splitlines()
     assert lines[0] == "x\ty"
     assert sorted(lines[1:]) == ["1.0\t2.0", "41.0\t42.0"]
+
+
+def test_a_connection_closed_by_a_server_restart_is_replaced_before_sending(tmp_path):
+    """After Triton restarts, the idle keep-alive socket is dead: the next record opens a new
+    connection instead of failing (and nothing is sent on the dead one)."""
+    repository = tmp_path / "repository"
+    shutil.copytree(MODEL_REPOSITORY / "add_one", repository / "add_one")
+    port = free_port()
+    inference = TritonInference.create(
+        {"endpoint": f"http://127.0.0.1:{port}", "model-name": "add_one"},
+        inputs=[("x", "DOUBLE")], output=("y", "DOUBLE"))
+
+    with LocalTritonServer(repository, http_port=port, grpc_port=free_port()):
+        session = inference.open(subtask_index=0)
+        assert session.infer([1.0]) == 2.0
+    with LocalTritonServer(repository, http_port=port, grpc_port=free_port()):
+        assert session.infer([2.0]) == 3.0
+    session.close()
