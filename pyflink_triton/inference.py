@@ -96,7 +96,7 @@ class InferenceSession:
                 f"Model {self._model} takes {len(self._inputs)} argument(s) "
                 f"({', '.join(c.name for c in self._inputs)}), got {len(values)}.")
         layout = self._layout
-        tensors = [column.encode(value, layout.scalar_shapes[column.name], layout.batched)
+        tensors = [column.encode(value, layout.scalar_shapes.get(column.name, ()), layout.batched)
                    for column, value in zip(self._inputs, values, strict=True)]
         # Drawn after encoding, so a record that cannot be encoded uses up no ID.
         sequence = self.sequence_ids.next()

@@ -28,7 +28,7 @@ class TensorLayout:
     """How this model's tensors are shaped, learnt from its metadata and config at ``open()``."""
 
     batched: bool  # max_batch_size > 0: every tensor has a leading batch dimension
-    scalar_shapes: Mapping[str, tuple[int, ...]]  # per input: the shape a scalar value takes
+    scalar_shapes: Mapping[str, tuple[int, ...]]  # per scalar input: the shape its value takes
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,10 @@ class ModelSignature:
     def layout(self, model: ModelRef, metadata: Mapping[str, Any],
                config: Mapping[str, Any]) -> TensorLayout:
         """Check the columns against the served model; raise naming what does not match."""
-        batched = int(config.get("max_batch_size", 0)) > 0
+        batched = _is_batched(config)
         served_inputs = {t["name"]: t for t in metadata.get("inputs", [])}
         served_outputs = {t["name"]: t for t in metadata.get("outputs", [])}
-        shapes = {}
+        scalar_shapes = {}
         for column, served, kind in [*((c, served_inputs, "input") for c in self.inputs),
                                      (self.output, served_outputs, "output")]:
             tensor = served.get(column.name)
@@ -97,9 +97,17 @@ class ModelSignature:
                     f"Column '{column.name}' ({sql_type(column.data_type)}) is sent as "
                     f"{column.triton_datatype}, but model {model} declares {kind} "
                     f"'{column.name}' as {tensor['datatype']}. {_served_signature(metadata)}")
-            dims = list(tensor["shape"])[1 if batched else 0:]
-            shapes[column.name] = tuple(1 if d == -1 else d for d in dims)
-        return TensorLayout(batched, {c.name: shapes[c.name] for c in self.inputs})
+            if kind == "input" and column.rank == 0:
+                # A variable dimension (-1) takes size 1; a fixed one must already be 1.
+                shape = tuple(1 if d == -1 else d for d in _dims(tensor, batched))
+                if any(d != 1 for d in shape):
+                    raise TritonRequestError(
+                        f"Column '{column.name}' ({sql_type(column.data_type)}) is a scalar, "
+                        f"but model {model} expects input '{column.name}' with dims "
+                        f"{list(_dims(tensor, batched))}; declare the column as an ARRAY. "
+                        f"{_served_signature(metadata)}")
+                scalar_shapes[column.name] = shape
+        return TensorLayout(batched, scalar_shapes)
 
 
 def _declaration(declaration: ColumnDeclaration, kind: str) -> tuple[str, DataType | str | None]:
@@ -130,11 +138,21 @@ def _column(model: ModelRef, name: str, data_type: DataType | str | None,
     return TensorColumn(name, data_type)
 
 
+def _is_batched(config: Mapping[str, Any]) -> bool:
+    """max_batch_size > 0: every tensor has a leading batch dimension the config omits."""
+    return int(config.get("max_batch_size", 0)) > 0
+
+
+def _dims(tensor: Mapping[str, Any], batched: bool) -> list[int]:
+    """A tensor's dims from the model metadata, without the batch dimension."""
+    return list(tensor["shape"])[1 if batched else 0:]
+
+
 def _served_types(metadata: Mapping[str, Any], config: Mapping[str, Any]
                   ) -> dict[str, dict[str, DataType | None]]:
-    batched = int(config.get("max_batch_size", 0)) > 0
+    batched = _is_batched(config)
     return {
-        kind: {t["name"]: flink_type_for(t["datatype"], list(t["shape"])[1 if batched else 0:])
+        kind: {t["name"]: flink_type_for(t["datatype"], _dims(t, batched))
                for t in metadata.get(kind, [])}
         for kind in ("inputs", "outputs")
     }

@@ -2,9 +2,10 @@
 
 tritonclient builds and parses the bodies (its JSON + binary tensor extension); the HTTP itself
 is ``http.client``, because tritonclient's own HTTP client runs on gevent and may only be used
-from the thread that created it, while PyFlink calls ``open()`` and ``eval()`` from different
-threads. Failures become :class:`TritonConnectionError` or :class:`TritonServerError` whose
-messages name the model and the (redacted) endpoint.
+from the thread that created it, while PyFlink may call ``open()`` and ``eval()`` from different
+threads (in loopback mode, each bundle can run on another thread). Failures become
+:class:`TritonConnectionError` or :class:`TritonServerError` whose messages name the model and
+the (redacted) endpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from .options import TritonOptions
 from .sequence import SequenceParams
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
