@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -117,16 +118,21 @@ class TensorColumn:
                 f"Column '{self.name}' has type {sql_type(self.data_type)}, which has no Triton "
                 f"tensor datatype. Supported: {SUPPORTED_FLINK_TYPES}.")
 
-    @property
+    # Cached: they are read for every record.
+    @cached_property
     def triton_datatype(self) -> str:
         return _SCALAR_TYPES[type(_element_type(self.data_type)[0])][0]
 
-    @property
+    @cached_property
+    def numpy_dtype(self) -> Any:
+        return _SCALAR_TYPES[type(_element_type(self.data_type)[0])][1]
+
+    @cached_property
     def rank(self) -> int:
         """Number of ARRAY levels: 0 for a scalar column."""
         return _element_type(self.data_type)[1]
 
-    @property
+    @cached_property
     def is_text(self) -> bool:
         return isinstance(_element_type(self.data_type)[0], _TEXT_TYPES)
 
@@ -154,7 +160,7 @@ class TensorColumn:
         return tensor
 
     def _to_numpy(self, value: Any) -> np.ndarray:
-        numpy_dtype = _SCALAR_TYPES[type(_element_type(self.data_type)[0])][1]
+        numpy_dtype = self.numpy_dtype
         if self.rank == 0:
             value = [value]
         if numpy_dtype is np.object_:
