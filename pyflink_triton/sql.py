@@ -7,7 +7,7 @@ it validates the options, lets Flink store the model in its catalog as usual (``
 ``DESCRIBE MODEL`` keep working) and registers a temporary function named after the model,
 so ``SELECT my_model(col) FROM t`` works. Every other statement goes to Flink unchanged.
 
-Accepted: ``CREATE [OR REPLACE] [TEMPORARY] MODEL [IF NOT EXISTS] [cat.][db.]name
+Accepted: ``CREATE [TEMPORARY] MODEL [IF NOT EXISTS] [cat.][db.]name
 [INPUT (col type, ...)] [OUTPUT (col type)] [COMMENT '...'] WITH ('key' = 'value', ...)``,
 ``--`` and ``/* */`` comments, and several statements separated by ``;``.
 """
@@ -89,7 +89,6 @@ class CreateModel:
     inputs: list[tuple[str, str]] | None = None  # (column, SQL type) from INPUT (...)
     outputs: list[tuple[str, str]] | None = None  # from OUTPUT (...)
     if_not_exists: bool = False
-    or_replace: bool = False
     temporary: bool = False
     text: str = field(default="", repr=False)
 
@@ -184,7 +183,6 @@ def parse_create_model(text: str, tokens: list[Token]) -> CreateModel | None:
     parser = _Parser(text, tokens)
     if not parser.accept("CREATE"):
         return None
-    or_replace = parser.accept("OR") and bool(parser.expect("REPLACE"))
     temporary = parser.accept("TEMPORARY")
     if not parser.accept("MODEL"):
         return None
@@ -195,7 +193,7 @@ def parse_create_model(text: str, tokens: list[Token]) -> CreateModel | None:
         parts.append(parser.identifier())
     name = text[parts[0].start - tokens[0].start:parts[-1].end - tokens[0].start]
     statement = CreateModel(name, parts[-1].value, {}, if_not_exists=if_not_exists,
-                            or_replace=or_replace, temporary=temporary, text=text)
+                            temporary=temporary, text=text)
     if parser.accept("INPUT"):
         statement.inputs = parser.columns()
     if parser.accept("OUTPUT"):
@@ -233,18 +231,16 @@ def _create_triton_model(t_env: Any, statement: CreateModel) -> Any:
     exists = statement.function_name in t_env.list_user_defined_functions()
     if exists and statement.if_not_exists:
         return t_env.execute_sql(statement.text)  # Flink's own IF NOT EXISTS no-op
-    if exists and not statement.or_replace:
+    if exists:
         raise TritonConfigError(
             f"Model '{statement.name}': a function named '{statement.function_name}' already "
             "exists, and CREATE MODEL registers a function of the model's name. Use IF NOT "
-            "EXISTS or CREATE OR REPLACE MODEL, or drop the function first.")
+            "EXISTS, or drop the function first.")
     # Validate (and derive undeclared columns) before Flink stores anything.
     function = TritonScalarFunction(
         statement.options, statement.inputs,
         statement.outputs[0] if statement.outputs else None).as_udf(statement.function_name)
     result = t_env.execute_sql(statement.text)
-    if exists:
-        t_env.drop_temporary_function(statement.name)
     t_env.create_temporary_function(statement.name, function)
     return result
 
