@@ -99,12 +99,13 @@ class ModelSignature:
                     f"'{column.name}' as {tensor['datatype']}. {_served_signature(metadata)}")
             if kind == "input" and column.rank == 0:
                 # A variable dimension (-1) takes size 1; a fixed one must already be 1.
-                shape = tuple(1 if d == -1 else d for d in _dims(tensor, batched))
+                dims = _dims(tensor, batched)
+                shape = tuple(1 if d == -1 else d for d in dims)
                 if any(d != 1 for d in shape):
                     raise TritonRequestError(
                         f"Column '{column.name}' ({sql_type(column.data_type)}) is a scalar, "
                         f"but model {model} expects input '{column.name}' with dims "
-                        f"{list(_dims(tensor, batched))}; declare the column as an ARRAY. "
+                        f"{dims}; declare the column as an ARRAY. "
                         f"{_served_signature(metadata)}")
                 scalar_shapes[column.name] = shape
         return TensorLayout(batched, scalar_shapes)

@@ -56,6 +56,7 @@ class HttpTransport:
         self._compression = compression
         self._headers = dict(headers)
         self._connection: http.client.HTTPConnection | None = None
+        self._paths: dict[tuple[str, ...], str] = {}  # URL-quoted once, not per record
 
     @classmethod
     def for_options(cls, options: TritonOptions) -> HttpTransport:
@@ -123,9 +124,12 @@ class HttpTransport:
     def _round_trip(self, model: ModelRef, method: str, segments: Sequence[str],
                     body: bytes | None, headers: dict[str, str]
                     ) -> tuple[http.client.HTTPResponse, bytes]:
+        segments = tuple(segments)
+        path = self._paths.get(segments) or self._paths.setdefault(
+            segments, self.endpoint.path(*segments))
         connection = self._connect()
         try:
-            connection.request(method, self.endpoint.path(*segments), body=body,
+            connection.request(method, path, body=body,
                                headers={**self._headers, **headers})
             response = connection.getresponse()
             data = response.read()
