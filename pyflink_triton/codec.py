@@ -1,27 +1,36 @@
 """Tensor codec: Flink column types and values <-> Triton datatypes and tensors.
 
-A :class:`TensorColumn` binds one Flink column to one Triton tensor (by the tensor's exact,
-case-preserved name). ``encode`` turns a column value into an ``InferInput``; ``decode`` turns
-an output tensor back into the value Flink expects. Arrays become tensors of their element
-type, nested arrays multi-dimensional tensors.
+Two steps, matching the two moments of a function's life:
 
-| Flink type              | Triton datatype | notes                                   |
-|-------------------------|-----------------|-----------------------------------------|
-| BOOLEAN                 | BOOL            |                                         |
-| TINYINT / SMALLINT      | INT8 / INT16    |                                         |
-| INT / BIGINT            | INT32 / INT64   |                                         |
-| FLOAT / DOUBLE          | FP32 / FP64     |                                         |
-| STRING, VARCHAR, CHAR   | BYTES           | UTF-8 encoded                           |
-| BYTES, VARBINARY, BINARY| BYTES           | raw bytes                               |
-| ARRAY<T>                | datatype of T   | one tensor dimension per ARRAY level    |
+- At registration a :class:`TensorColumn` names a Flink column (or ROW field), the tensor it is
+  bound to, and its Flink type. Any type made of the types below is accepted; which Triton
+  datatypes it can carry is :meth:`TensorColumn.accepts`.
+- At ``open()``, once the model's metadata and config are known, ``signature`` builds an
+  :class:`InputCodec` or :class:`OutputCodec` per tensor: the served datatype and shape are
+  fixed, and ``encode``/``decode`` convert one record's values.
+
+| Triton datatype | Flink type (derived) | other Flink types accepted                       |
+|-----------------|----------------------|--------------------------------------------------|
+| BOOL            | BOOLEAN              |                                                  |
+| INT8 / INT16    | TINYINT / SMALLINT   |                                                  |
+| INT32 / INT64   | INT / BIGINT         |                                                  |
+| UINT8 / UINT16  | SMALLINT / INT       | (the next wider signed type)                     |
+| UINT32          | BIGINT               |                                                  |
+| UINT64          | DECIMAL(20, 0)       | inputs: BIGINT, DECIMAL(p, 0)                    |
+| FP16 / BF16     | FLOAT                | inputs only with 'half-precision-inputs' = true  |
+| FP32 / FP64     | FLOAT / DOUBLE       |                                                  |
+| BYTES           | STRING (UTF-8)       | VARCHAR, CHAR; BYTES/VARBINARY/BINARY (raw)      |
+
+``ARRAY<T>`` is a tensor of T's datatype with one dimension per ARRAY level.
 """
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pyflink.table import DataTypes
@@ -32,6 +41,7 @@ from pyflink.table.types import (
     BooleanType,
     CharType,
     DataType,
+    DecimalType,
     DoubleType,
     FloatType,
     IntType,
@@ -41,40 +51,52 @@ from pyflink.table.types import (
     VarCharType,
 )
 from tritonclient.http import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
 
 from .errors import TritonConfigError, TritonRequestError
 
-# Flink logical type class -> (Triton datatype, numpy dtype)
-_SCALAR_TYPES: dict[type, tuple[str, Any]] = {
-    BooleanType: ("BOOL", np.bool_),
-    TinyIntType: ("INT8", np.int8),
-    SmallIntType: ("INT16", np.int16),
-    IntType: ("INT32", np.int32),
-    BigIntType: ("INT64", np.int64),
-    FloatType: ("FP32", np.float32),
-    DoubleType: ("FP64", np.float64),
-    VarCharType: ("BYTES", np.object_),
-    CharType: ("BYTES", np.object_),
-    VarBinaryType: ("BYTES", np.object_),
-    BinaryType: ("BYTES", np.object_),
+Direction = Literal["input", "output"]
+
+# Triton datatype -> the numpy dtype tritonclient reads and writes for it (numpy has no
+# bfloat16: tritonclient carries BF16 as float32).
+NUMPY_DTYPES: dict[str, Any] = {
+    "BOOL": np.bool_, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
+    "INT64": np.int64, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+    "UINT64": np.uint64, "FP16": np.float16, "BF16": np.float32, "FP32": np.float32,
+    "FP64": np.float64, "BYTES": np.object_,
+}
+
+# Triton datatype -> the Flink type of a column derived from model metadata.
+_DERIVED_FLINK_TYPES: dict[str, DataType] = {
+    "BOOL": DataTypes.BOOLEAN(), "INT8": DataTypes.TINYINT(), "INT16": DataTypes.SMALLINT(),
+    "INT32": DataTypes.INT(), "INT64": DataTypes.BIGINT(), "UINT8": DataTypes.SMALLINT(),
+    "UINT16": DataTypes.INT(), "UINT32": DataTypes.BIGINT(), "UINT64": DataTypes.DECIMAL(20, 0),
+    "FP16": DataTypes.FLOAT(), "BF16": DataTypes.FLOAT(), "FP32": DataTypes.FLOAT(),
+    "FP64": DataTypes.DOUBLE(), "BYTES": DataTypes.STRING(),
+}
+
+# Flink element type -> Triton datatypes it carries in both directions.
+_DATATYPES_OF: dict[type, tuple[str, ...]] = {
+    BooleanType: ("BOOL",),
+    TinyIntType: ("INT8",),
+    SmallIntType: ("INT16", "UINT8"),
+    IntType: ("INT32", "UINT16"),
+    BigIntType: ("INT64", "UINT32"),
+    FloatType: ("FP32",),
+    DoubleType: ("FP64",),
+    VarCharType: ("BYTES",),
+    CharType: ("BYTES",),
+    VarBinaryType: ("BYTES",),
+    BinaryType: ("BYTES",),
+    DecimalType: ("UINT64",),
 }
 _TEXT_TYPES = (VarCharType, CharType)
+_HALF_PRECISION = ("FP16", "BF16")
+_UINT64_DIGITS = 20  # 2**64 - 1 has 20 digits
 
-# Triton datatype -> the Flink type a column gets when it is derived from model metadata.
-_FLINK_TYPE_OF: dict[str, DataType] = {
-    "BOOL": DataTypes.BOOLEAN(),
-    "INT8": DataTypes.TINYINT(),
-    "INT16": DataTypes.SMALLINT(),
-    "INT32": DataTypes.INT(),
-    "INT64": DataTypes.BIGINT(),
-    "FP32": DataTypes.FLOAT(),
-    "FP64": DataTypes.DOUBLE(),
-    "BYTES": DataTypes.STRING(),
-}
-
-SUPPORTED_FLINK_TYPES = ("BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, STRING/VARCHAR/"
-                         "CHAR, BYTES/VARBINARY/BINARY, and ARRAY of these")
-
+SUPPORTED_FLINK_TYPES = ("BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, DECIMAL(p, 0), FLOAT, DOUBLE, "
+                         "STRING/VARCHAR/CHAR, BYTES/VARBINARY/BINARY, and (nested) ARRAYs of "
+                         "these")
 
 _MAX_LENGTH = 0x7FFFFFFF
 
@@ -89,8 +111,8 @@ def sql_type(data_type: DataType) -> str:
         text = "BYTES"
     elif hasattr(data_type, "length"):
         text = f"{data_type.type_name()}({data_type.length})"
-    elif hasattr(data_type, "precision") and hasattr(data_type, "scale"):
-        text = f"{data_type.type_name()}({data_type.precision}, {data_type.scale})"
+    elif isinstance(data_type, DecimalType):
+        text = f"DECIMAL({data_type.precision}, {data_type.scale})"
     else:
         text = data_type.type_name()
     return text if data_type._nullable else f"{text} NOT NULL"
@@ -106,26 +128,26 @@ def _element_type(data_type: DataType) -> tuple[DataType, int]:
 
 @dataclass(frozen=True)
 class TensorColumn:
-    """A Flink column bound to the Triton tensor of the same (case-preserved) name."""
+    """A Flink column (or ROW field) ``name`` bound to the Triton tensor ``tensor``."""
 
     name: str
     data_type: DataType
+    tensor: str = ""  # defaults to the column's own (case-preserved) name
 
     def __post_init__(self) -> None:
-        element, _ = _element_type(self.data_type)
-        if type(element) not in _SCALAR_TYPES:
+        if not self.tensor:
+            object.__setattr__(self, "tensor", self.name)
+        element = self.element_type
+        if type(element) not in _DATATYPES_OF or (
+                isinstance(element, DecimalType) and element.scale != 0):
             raise TritonConfigError(
                 f"Column '{self.name}' has type {sql_type(self.data_type)}, which has no Triton "
                 f"tensor datatype. Supported: {SUPPORTED_FLINK_TYPES}.")
 
-    # Cached: they are read for every record.
+    # Cached: some are read for every record.
     @cached_property
-    def triton_datatype(self) -> str:
-        return _SCALAR_TYPES[type(_element_type(self.data_type)[0])][0]
-
-    @cached_property
-    def numpy_dtype(self) -> Any:
-        return _SCALAR_TYPES[type(_element_type(self.data_type)[0])][1]
+    def element_type(self) -> DataType:
+        return _element_type(self.data_type)[0]
 
     @cached_property
     def rank(self) -> int:
@@ -134,144 +156,249 @@ class TensorColumn:
 
     @cached_property
     def is_text(self) -> bool:
-        return isinstance(_element_type(self.data_type)[0], _TEXT_TYPES)
+        return isinstance(self.element_type, _TEXT_TYPES)
+
+    @cached_property
+    def is_decimal(self) -> bool:
+        return isinstance(self.element_type, DecimalType)
+
+    def accepts(self, datatype: str, direction: Direction, half_precision_inputs: bool) -> bool:
+        """Whether this column can carry a tensor of ``datatype`` in ``direction``."""
+        element = self.element_type
+        if isinstance(element, FloatType) and datatype in _HALF_PRECISION:
+            return direction == "output" or half_precision_inputs
+        if isinstance(element, BigIntType) and datatype == "UINT64":
+            return direction == "input"  # values are range-checked; outputs could overflow
+        if isinstance(element, DecimalType) and direction == "output" and (
+                element.precision < _UINT64_DIGITS):
+            return False
+        return datatype in _DATATYPES_OF[type(element)]
+
+    def expected_datatypes(self, direction: Direction) -> str:
+        """For messages: the datatypes this column carries, in the wording of the docs."""
+        names = [d for d in NUMPY_DTYPES if self.accepts(d, direction, False)]
+        if isinstance(self.element_type, FloatType) and direction == "input":
+            names.append("FP16/BF16 with 'half-precision-inputs' = 'true'")
+        if not names:  # a DECIMAL output narrower than UINT64's 20 digits
+            names.append(f"UINT64 into DECIMAL({_UINT64_DIGITS}, 0) or wider")
+        return ", or ".join(names)
 
     def describe(self) -> str:
-        return f"'{self.name}' {sql_type(self.data_type)} <-> {self.triton_datatype}"
+        target = "" if self.tensor == self.name else f" -> tensor '{self.tensor}'"
+        return f"'{self.name}' {sql_type(self.data_type)}{target}"
 
-    # --- values -> tensors ---------------------------------------------------------------
 
-    def encode(self, value: Any, scalar_shape: Sequence[int], batched: bool) -> InferInput:
-        """One record's value as an input tensor.
+@dataclass(frozen=True)
+class InputCodec:
+    """Turns one record's value of a column into the input tensor the served model takes."""
 
-        ``scalar_shape`` is the shape a scalar takes (the model's dims, e.g. ``[1]``); arrays
-        take their own shape. ``batched`` adds the leading batch dimension of size 1.
-        """
-        if value is None:
-            raise TritonRequestError(
-                f"Column '{self.name}' is NULL, and a Triton tensor cannot hold NULL; filter "
-                "NULLs out before calling the model or replace them with COALESCE.")
+    column: TensorColumn
+    datatype: str
+    leading_ones: int  # dims of size 1 added before the value's own dims
+    dims: tuple[int, ...]  # the model's dims for the value itself; -1 is variable
+    batched: bool  # add the batch dimension (max_batch_size > 0)
+    binary: bool  # KServe binary tensor extension, or JSON
+
+    @cached_property
+    def _numpy_dtype(self) -> Any:
+        return NUMPY_DTYPES[self.datatype]
+
+    @cached_property
+    def _prefix(self) -> list[int]:
+        return [1] * (int(self.batched) + self.leading_ones)
+
+    def encode(self, value: Any) -> InferInput:
+        """One record's value (not NULL) as an input tensor."""
         array = self._to_numpy(value)
-        shape = list(scalar_shape) if self.rank == 0 else list(array.shape)
-        if batched:
-            shape = [1, *shape]
-        tensor = InferInput(self.name, shape, self.triton_datatype)
-        tensor.set_data_from_numpy(array.reshape(shape), binary_data=True)
+        shape = [*self._prefix, *array.shape] if self.column.rank else [
+            *self._prefix, *self.dims]
+        tensor = InferInput(self.column.tensor, shape, self.datatype)
+        try:
+            tensor.set_data_from_numpy(array.reshape(shape), binary_data=self.binary)
+        except InferenceServerException as e:  # JSON cannot carry non-UTF-8 bytes
+            raise self._error(f"cannot be sent as JSON ('binary-data' = 'false'): "
+                              f"{e.message()}") from None
         return tensor
 
+    def _error(self, text: str) -> TritonRequestError:
+        column = self.column
+        return TritonRequestError(
+            f"Column '{column.name}' ({sql_type(column.data_type)}) for input "
+            f"'{column.tensor}' {self.datatype}: {text}")
+
     def _to_numpy(self, value: Any) -> np.ndarray:
-        numpy_dtype = self.numpy_dtype
-        if self.rank == 0:
+        column = self.column
+        if column.rank == 0:
             value = [value]
-        if numpy_dtype is np.object_:
-            return self._bytes_array(value)
+        if self.datatype == "BYTES":
+            return self._check_shape(self._bytes_array(value))
+        if column.is_decimal:
+            value = _map_nested(value, self._decimal_to_int)
         try:
             raw = np.asarray(value)
         except ValueError:  # numpy's "inhomogeneous shape" for ragged nesting
-            _shape_of(value, self.name)
+            _shape_of(value, column.name)
             raise
         if raw.dtype == np.object_ and any(item is None for item in raw.flat):
-            raise TritonRequestError(f"Column '{self.name}' holds a NULL array element.")
-        if np.issubdtype(numpy_dtype, np.integer):
-            self._check_integer_range(raw, numpy_dtype)
+            raise TritonRequestError(f"Column '{column.name}' holds a NULL array element.")
+        if np.issubdtype(self._numpy_dtype, np.integer):
+            if raw.dtype.kind == "f":
+                # numpy 1.x turns Python ints on both sides of 2**63 into float64: keep them
+                # exact (floats stay floats, and the range check refuses them).
+                exact = np.array(value, dtype=np.object_)
+                raw = exact if exact.shape == raw.shape else raw
+            self._check_integer_range(raw)
         try:
-            array = raw.astype(numpy_dtype)
+            with np.errstate(over="ignore"):  # FP16 overflow gives inf, as documented
+                array = raw.astype(self._numpy_dtype)
         except (TypeError, ValueError) as e:
-            raise TritonRequestError(
-                f"Column '{self.name}' ({sql_type(self.data_type)}): cannot convert the value to "
-                f"a {self.triton_datatype} tensor: {e}") from None
-        self._check_rank(array)
-        return array
+            raise self._error(f"cannot convert the value to a tensor: {e}") from None
+        if self.datatype == "BF16":
+            array = _round_to_bfloat16(array)
+        return self._check_shape(array)
 
-    def _check_integer_range(self, raw: np.ndarray, numpy_dtype: Any) -> None:
+    def _decimal_to_int(self, item: Any) -> Any:
+        if isinstance(item, decimal.Decimal):
+            if not item.is_finite() or item != item.to_integral_value():
+                raise self._error(f"{item} is not an integer.")
+            return int(item)
+        return item
+
+    def _check_integer_range(self, raw: np.ndarray) -> None:
         """numpy 1.x wraps out-of-range integers silently; refuse them instead."""
         if raw.size == 0:
             return
-        if raw.dtype.kind not in "iub" and not (
-                raw.dtype == np.object_ and all(isinstance(i, int) for i in raw.flat)):
-            raise TritonRequestError(
-                f"Column '{self.name}' ({sql_type(self.data_type)}) is sent as "
-                f"{self.triton_datatype} and needs integers, got values of type {raw.dtype}.")
-        limits = np.iinfo(numpy_dtype)
+        if raw.dtype.kind not in "iub":
+            bad = next((i for i in raw.flat if not isinstance(i, int | np.integer)), None)
+            if bad is not None:
+                raise self._error(f"needs integers, got {type(bad).__name__} {bad!r}.")
+        limits = np.iinfo(self._numpy_dtype)
         low, high = min(raw.flat), max(raw.flat)
         if low < limits.min or high > limits.max:
             bad = low if low < limits.min else high
-            raise TritonRequestError(
-                f"Column '{self.name}' ({sql_type(self.data_type)}): {bad} is outside the "
-                f"{self.triton_datatype} range [{limits.min}, {limits.max}].")
+            raise self._error(f"{bad} is outside the {self.datatype} range "
+                              f"[{limits.min}, {limits.max}].")
 
     def _bytes_array(self, value: Any) -> np.ndarray:
         def to_bytes(item: Any) -> Any:
             if isinstance(item, list | tuple):
                 return [to_bytes(i) for i in item]
             if item is None:
-                raise TritonRequestError(f"Column '{self.name}' holds a NULL array element.")
+                raise TritonRequestError(
+                    f"Column '{self.column.name}' holds a NULL array element.")
             if isinstance(item, str):
                 return item.encode("utf-8")
             if isinstance(item, bytes | bytearray | memoryview):
                 return bytes(item)
-            raise TritonRequestError(
-                f"Column '{self.name}' ({sql_type(self.data_type)}) needs str or bytes values, "
-                f"got {type(item).__name__}.")
+            raise self._error(f"needs str or bytes values, got {type(item).__name__}.")
 
         encoded = to_bytes(value)
-        array = np.empty(_shape_of(encoded, self.name), dtype=np.object_)
+        array = np.empty(_shape_of(encoded, self.column.name), dtype=np.object_)
         array[...] = encoded
-        self._check_rank(array)
         return array
 
-    def _check_rank(self, array: np.ndarray) -> None:
-        if array.ndim != max(self.rank, 1):
-            raise TritonRequestError(
-                f"Column '{self.name}' ({sql_type(self.data_type)}): expected {max(self.rank, 1)} "
-                f"dimension(s), got an array of shape {list(array.shape)}; nested arrays must "
-                "not be ragged (every inner array of one value needs the same length).")
+    def _check_shape(self, array: np.ndarray) -> np.ndarray:
+        column = self.column
+        if array.size == 0 and array.ndim < column.rank:
+            # An empty array ([] or [[]] for a 3-D column) leaves its inner sizes open: take
+            # the model's fixed sizes, 0 where the model allows any.
+            inner = [max(d, 0) for d in self.dims[array.ndim:]]
+            array = array.reshape([*array.shape, *inner])
+        if array.ndim != max(column.rank, 1):
+            raise self._error(
+                f"expected {max(column.rank, 1)} dimension(s), got an array of shape "
+                f"{list(array.shape)}; nested arrays must not be ragged (every inner array "
+                "of one value needs the same length).")
+        if column.rank and any(d not in (-1, n) for d, n in zip(self.dims, array.shape,
+                                                              strict=True)):
+            raise self._error(
+                f"the model takes dims {list(self.dims)} (-1 is any size), got a value of "
+                f"shape {list(array.shape)}.")
+        return array
 
-    # --- tensors -> values ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OutputCodec:
+    """Turns an output tensor of one record's response into the column's value."""
+
+    column: TensorColumn
+    datatype: str
+    batched: bool
+    binary: bool
 
     def requested_output(self) -> InferRequestedOutput:
-        return InferRequestedOutput(self.name, binary_data=True)
+        return InferRequestedOutput(self.column.tensor, binary_data=self.binary)
 
-    def decode(self, array: np.ndarray | None, batched: bool, model: str) -> Any:
-        """The Flink value of an output tensor (its first batch entry when ``batched``)."""
+    def decode(self, array: np.ndarray | None, model: str) -> Any:
+        """The Flink value of an output tensor (its only batch entry when ``batched``)."""
+        column = self.column
         if array is None:
             raise TritonRequestError(
-                f"Model '{model}' returned no output tensor '{self.name}'.")
-        if batched:
+                f"Model '{model}' returned no output tensor '{column.tensor}'.")
+        if self.batched:
+            if array.ndim == 0 or array.shape[0] != 1:
+                raise self._shape_error(array, model, "a batch of 1")
             array = array[0]
-        if self.rank == 0:
+        if column.rank == 0:
             if array.size != 1:
-                raise TritonRequestError(
-                    f"Model '{model}' returned output '{self.name}' with shape "
-                    f"{list(array.shape)}, but column '{self.name}' "
-                    f"({sql_type(self.data_type)}) is a scalar; declare it as an ARRAY.")
+                raise self._shape_error(array, model, "one element; declare the column as an "
+                                        "ARRAY")
             return self._from_element(array.reshape(-1)[0])
-        if array.ndim != self.rank:  # e.g. [1, N] for ARRAY<T>: flatten, as Flink's provider does
-            array = array.reshape(-1) if self.rank == 1 else array
-        if array.ndim != self.rank:
-            raise TritonRequestError(
-                f"Model '{model}' returned output '{self.name}' with shape "
-                f"{list(array.shape)}, which does not fit column type {sql_type(self.data_type)}.")
-        if array.dtype == np.object_:
+        if column.rank == 1:
+            array = array.reshape(-1)  # as Flink's Java provider, [1, N] -> [N]
+        while array.ndim > column.rank and array.shape[0] == 1:
+            array = array[0]
+        if array.ndim != column.rank:
+            raise self._shape_error(array, model, f"{column.rank} dimension(s)")
+        if array.dtype == np.object_ or column.is_decimal:
             return _map_nested(array.tolist(), self._from_element)
+        if array.dtype == np.float16:
+            array = array.astype(np.float32)  # tolist() then gives Python floats
         return array.tolist()
 
+    def _shape_error(self, array: np.ndarray, model: str, expected: str) -> TritonRequestError:
+        column = self.column
+        return TritonRequestError(
+            f"Model '{model}' returned output '{column.tensor}' with shape "
+            f"{list(array.shape)}, but column '{column.name}' ({sql_type(column.data_type)}) "
+            f"needs {expected}.")
+
     def _from_element(self, item: Any) -> Any:
-        if isinstance(item, bytes):
-            if not self.is_text:
-                return item
+        if isinstance(item, np.generic):
+            item = item.item()
+        if self.column.is_decimal:
+            return decimal.Decimal(int(item))
+        if isinstance(item, str) and not self.column.is_text:  # JSON carries BYTES as text
+            return item.encode("utf-8")
+        if isinstance(item, bytes) and self.column.is_text:
             try:
                 return item.decode("utf-8")
             except UnicodeDecodeError:
                 raise TritonRequestError(
-                    f"Output '{self.name}' is not valid UTF-8; declare the column as BYTES to "
-                    "receive raw bytes.") from None
-        return item.item() if isinstance(item, np.generic) else item
+                    f"Output '{self.column.tensor}' is not valid UTF-8; declare column "
+                    f"'{self.column.name}' as BYTES to receive raw bytes.") from None
+        return item
+
+
+def _round_to_bfloat16(array: np.ndarray) -> np.ndarray:
+    """Round float32 values to the nearest bfloat16 (ties to even), still as float32.
+
+    tritonclient sends BF16 by keeping the upper 16 bits of each float32, which truncates;
+    values already on the bfloat16 grid survive that unchanged.
+    """
+    bits = array.astype(np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(
+        0xFFFF0000)
+    nan = np.isnan(array)
+    rounded[nan] = (bits[nan] & np.uint32(0xFFFF0000)) | np.uint32(0x00400000)  # stay NaN
+    return rounded.view(np.float32)
 
 
 def _shape_of(nested: Any, column: str) -> tuple[int, ...]:
-    """Shape of a nested list, or an error if it is ragged."""
-    if not isinstance(nested, list):
+    """Shape of a nested list (or tuple), or an error if it is ragged."""
+    if isinstance(nested, np.ndarray):
+        return nested.shape
+    if not isinstance(nested, list | tuple):
         return ()
     inner = {_shape_of(item, column) for item in nested}
     if len(inner) > 1:
@@ -282,22 +409,29 @@ def _shape_of(nested: Any, column: str) -> tuple[int, ...]:
 
 
 def _map_nested(items: Any, convert: Any) -> Any:
-    if isinstance(items, list):
+    if isinstance(items, list | tuple):
         return [_map_nested(i, convert) for i in items]
     return convert(items)
+
+
+def significant_dims(dims: Sequence[int]) -> list[int]:
+    """A tensor's (batch-free) dims without the leading dims of size 1 a column leaves out."""
+    dims = list(dims)
+    while dims and dims[0] == 1:
+        dims.pop(0)
+    return dims
 
 
 def flink_type_for(datatype: str, dims: Sequence[int]) -> DataType | None:
     """The Flink type of a tensor with these (batch-free) dims, or None if there is none.
 
-    Dims that are all 1 (``[1]``, ``[1, 1]``) give a scalar column; every other dimension adds
-    an ARRAY level.
+    Leading dims of 1 are left out (``[1]`` and ``[1, 1]`` give a scalar, ``[1, -1]`` an
+    ARRAY); every other dimension adds an ARRAY level.
     """
-    element = _FLINK_TYPE_OF.get(datatype)
-    if element is None:
+    data_type = _DERIVED_FLINK_TYPES.get(datatype)
+    if data_type is None:
         return None
-    data_type = element
-    for _ in range(sum(1 for d in dims if d != 1)):
+    for _ in significant_dims(dims):
         data_type = DataTypes.ARRAY(data_type)
     return data_type
 

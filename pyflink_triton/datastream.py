@@ -4,7 +4,8 @@
     stream.map(f, output_type=f.output_type)
 
 An element is the value of the model's single input, or a ``Row``/tuple with one field per
-input (matched by field name when the Row has names, by position otherwise).
+input column (matched by field name when the Row has names, by position otherwise). A ROW result
+is a ``Row`` with one named field per output column.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from pyflink.table.types import (
     BooleanType,
     CharType,
     DataType,
+    DecimalType,
     DoubleType,
     FloatType,
     IntType,
+    RowType,
     SmallIntType,
     TinyIntType,
     VarBinaryType,
@@ -34,7 +37,7 @@ from pyflink.table.types import (
 from .errors import TritonRequestError
 from .inference import InferenceSession, TritonInference
 from .options import TritonOptions
-from .signature import ColumnDeclaration
+from .signature import ColumnDeclaration, OutputDeclaration
 
 _PRIMITIVE_TYPE_INFO = {
     BooleanType: Types.BOOLEAN, TinyIntType: Types.BYTE, SmallIntType: Types.SHORT,
@@ -51,7 +54,12 @@ def type_info_for(data_type: DataType) -> TypeInformation:
         return Types.PRIMITIVE_ARRAY(Types.BYTE())
     if type(data_type) in _PRIMITIVE_TYPE_INFO:
         return _PRIMITIVE_TYPE_INFO[type(data_type)]()
-    assert isinstance(data_type, ArrayType), data_type  # TensorColumn admits nothing else
+    if isinstance(data_type, DecimalType):
+        return Types.BIG_DEC()
+    if isinstance(data_type, RowType):
+        return Types.ROW_NAMED(data_type.names,
+                               [type_info_for(f.data_type) for f in data_type.fields])
+    assert isinstance(data_type, ArrayType), data_type  # signatures admit nothing else
     element = data_type.element_type
     if type(element) in _PRIMITIVE_TYPE_INFO:
         return Types.PRIMITIVE_ARRAY(type_info_for(element))
@@ -63,7 +71,7 @@ def type_info_for(data_type: DataType) -> TypeInformation:
 class TritonMapFunction(MapFunction):
     def __init__(self, options: Mapping[str, object] | TritonOptions,
                  inputs: Sequence[ColumnDeclaration] | None = None,
-                 output: ColumnDeclaration | None = None) -> None:
+                 output: OutputDeclaration | None = None) -> None:
         """Same arguments as :class:`pyflink_triton.TritonScalarFunction`."""
         self.inference = TritonInference.create(options, inputs, output)
         self._input_names = [c.name for c in self.inference.signature.inputs]
@@ -71,7 +79,7 @@ class TritonMapFunction(MapFunction):
 
     @property
     def output_type(self) -> TypeInformation:
-        return type_info_for(self.inference.signature.output.data_type)
+        return type_info_for(self.inference.signature.result_type)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._session = self.inference.open(runtime_context.get_index_of_this_subtask(),

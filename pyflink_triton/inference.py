@@ -3,8 +3,8 @@
 :class:`TritonInference` is the picklable description of a model function (validated options
 plus the column signature), built at registration. Each parallel function instance calls
 :meth:`TritonInference.open` with its subtask index and gets an :class:`InferenceSession`: its
-own connection, its own sequence-ID counter, and the tensor layout checked against the model
-the server serves. The PyFlink adapters in ``table`` and ``datastream`` only translate between
+own connection, its own sequence-ID counter, and codecs checked against the model the server
+serves. The PyFlink adapters in ``table`` and ``datastream`` only translate between
 Flink's calling conventions and this.
 """
 
@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pyflink.common import Row
+
 from .errors import TritonConfigError, TritonError, TritonRequestError
 from .options import TritonOptions
 from .sequence import SequenceIdGenerator, SequencePolicy
-from .signature import ColumnDeclaration, ModelSignature, TensorLayout
+from .signature import BoundSignature, ColumnDeclaration, ModelSignature, OutputDeclaration
 from .transport import HttpTransport, ModelRef
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ class TritonInference:
     @classmethod
     def create(cls, options: Mapping[str, object] | TritonOptions,
                inputs: Sequence[ColumnDeclaration] | None = None,
-               output: ColumnDeclaration | None = None) -> TritonInference:
+               output: OutputDeclaration | None = None) -> TritonInference:
         """Validate everything that can be validated at registration.
 
         Columns whose types are not declared are looked up in the model's metadata on the
@@ -41,7 +43,7 @@ class TritonInference:
         parsed = options if isinstance(options, TritonOptions) else TritonOptions.from_dict(options)
         model = ModelRef(parsed.model_name, parsed.model_version)
 
-        def fetch_metadata() -> tuple[dict[str, Any], dict[str, Any]]:
+        def fetch_served() -> tuple[dict[str, Any], dict[str, Any]]:
             transport = HttpTransport.for_options(parsed)
             try:
                 return transport.model_metadata(model), transport.model_config(model)
@@ -54,17 +56,20 @@ class TritonInference:
             finally:
                 transport.close()
 
-        return cls(parsed, ModelSignature.resolve(model, inputs, output, fetch_metadata))
+        return cls(parsed, ModelSignature.resolve(model, parsed, inputs, output, fetch_served))
 
     @property
     def model(self) -> ModelRef:
         return ModelRef(self.options.model_name, self.options.model_version)
 
     def open(self, subtask_index: int, attempt: int = 0) -> InferenceSession:
+        """Connect, check the signature against the served model, start the ID counter."""
         transport = HttpTransport.for_options(self.options)
         try:
-            layout = self.signature.layout(self.model, transport.model_metadata(self.model),
-                                           transport.model_config(self.model))
+            # Fetched anew by every open(): the served model may have changed since
+            # registration (or since the last attempt).
+            bound = self.signature.bind(self.model, transport.model_metadata(self.model),
+                                        transport.model_config(self.model), self.options)
         except BaseException:
             transport.close()
             raise
@@ -72,38 +77,55 @@ class TritonInference:
         log.info("Triton model %s at %s: subtask %d, attempt %d, %s; %s", self.model,
                  self.options.endpoint, subtask_index, attempt, sequence_ids.describe(),
                  self.signature.describe())
-        return InferenceSession(self, transport, layout, sequence_ids)
+        return InferenceSession(self, transport, bound, sequence_ids)
 
 
 class InferenceSession:
     """One function instance's connection to the model; not thread-safe (one record at a time)."""
 
     def __init__(self, inference: TritonInference, transport: HttpTransport,
-                 layout: TensorLayout, sequence_ids: SequenceIdGenerator) -> None:
-        self._options = inference.options
+                 bound: BoundSignature, sequence_ids: SequenceIdGenerator) -> None:
         self._model = inference.model
-        self._inputs = inference.signature.inputs
-        self._output = inference.signature.output
-        self._requested_outputs = [self._output.requested_output()]
+        self._priority = inference.options.priority
+        self._skip_nulls = inference.options.null_input == "skip"
+        self._inputs = bound.inputs
+        self._outputs = bound.outputs
+        self._row_fields = [c.column.name for c in bound.outputs] if bound.row_output else None
+        self._requested_outputs = [codec.requested_output() for codec in bound.outputs]
         self._transport = transport
-        self._layout = layout
         self.sequence_ids = sequence_ids
 
     def infer(self, values: Sequence[Any]) -> Any:
-        """Send one record (one value per input column) and return the output column's value."""
+        """Send one record (one value per input column) and return the result: the output
+        column's value, or a ``Row`` of them for a ROW result."""
         if len(values) != len(self._inputs):
             raise TritonRequestError(
                 f"Model {self._model} takes {len(self._inputs)} argument(s) "
-                f"({', '.join(c.name for c in self._inputs)}), got {len(values)}.")
-        layout = self._layout
-        tensors = [column.encode(value, layout.scalar_shapes.get(column.name, ()), layout.batched)
-                   for column, value in zip(self._inputs, values, strict=True)]
+                f"({', '.join(c.column.name for c in self._inputs)}), got {len(values)}.")
+        if any(value is None for value in values):
+            if self._skip_nulls:
+                return None
+            raise self._null_error(values)
+        tensors = [codec.encode(value) for codec, value in zip(self._inputs, values, strict=True)]
         # Drawn after encoding, so a record that cannot be encoded uses up no ID.
         sequence = self.sequence_ids.next()
         result = self._transport.infer(self._model, tensors, self._requested_outputs, sequence,
-                                       self._options.priority)
-        return self._output.decode(result.as_numpy(self._output.name), layout.batched,
-                                   self._model.name)
+                                       self._priority)
+        decoded = [codec.decode(result.as_numpy(codec.column.tensor), self._model.name)
+                   for codec in self._outputs]
+        if self._row_fields is None:
+            return decoded[0]
+        row = Row(*decoded)
+        row.set_field_names(self._row_fields)
+        return row
+
+    def _null_error(self, values: Sequence[Any]) -> TritonRequestError:
+        columns = [codec.column.name for codec, value in zip(self._inputs, values, strict=True)
+                   if value is None]
+        return TritonRequestError(
+            f"Column(s) {columns} are NULL, and a Triton tensor cannot hold NULL (model "
+            f"{self._model}). Filter NULLs out or replace them with COALESCE, or set "
+            "'null-input' = 'skip' to return NULL for such records without calling the model.")
 
     def close(self) -> None:
         self._transport.close()

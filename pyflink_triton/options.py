@@ -165,6 +165,39 @@ def _split_escaped(text: str, delimiter: str) -> list[str]:
     return parts
 
 
+def parse_tensor_names(text: str) -> tuple[tuple[str | None, str], ...]:
+    """``col:TENSOR,col2:TENSOR2`` (by column name) or ``TENSOR,TENSOR2`` (by position)."""
+    entries = []
+    for entry in _split_escaped(text, ","):
+        pair = _split_escaped(entry, ":")
+        if len(pair) == 1 and pair[0] and not entry.rstrip().endswith(":"):
+            entries.append((None, pair[0]))
+        elif len(pair) == 2 and all(pair):
+            entries.append((pair[0], pair[1]))
+        else:
+            raise ValueError(f"'{entry}' is neither column:TENSOR nor TENSOR")
+    if not entries:
+        raise ValueError("the value is empty")
+    if len({column is None for column, _ in entries}) > 1:
+        raise ValueError("mix of column:TENSOR and positional entries; use one form")
+    for position in (0, 1):
+        names = [e[position] for e in entries if e[position] is not None]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            what = "column" if position == 0 else "tensor"
+            raise ValueError(f"{what} {', '.join(repeated)} appears twice")
+    return tuple(entries)
+
+
+def parse_null_input(text: str) -> Literal["fail", "skip"]:
+    lowered = text.strip().lower()
+    if lowered == "fail":
+        return "fail"
+    if lowered == "skip":
+        return "skip"
+    raise ValueError("not one of the NULL input behaviours")
+
+
 def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
     headers = []
     for entry in _split_escaped(text, ","):
@@ -253,6 +286,46 @@ class TritonOptions:
     compression: str | None = _option(
         "compression", parse_compression, "gzip, or unset",
         "Compress request bodies with gzip (Content-Encoding: gzip).")
+
+    input_names: tuple[tuple[str | None, str], ...] = _option(
+        "input-names", parse_tensor_names,
+        "col:TENSOR,col2:TENSOR2 (by column name) or TENSOR,TENSOR2 (by position); quote a "
+        "name containing ',' or ':' as in 'custom-headers'",
+        "Input tensor of each argument column, when the names differ. Unset: each column "
+        "feeds the input tensor of its own name (case-sensitive). When the columns are not "
+        "declared, they are the model's required inputs, named after their tensors or as "
+        "mapped here (positional entries list the inputs to use).", ())
+    output_names: tuple[tuple[str | None, str], ...] = _option(
+        "output-names", parse_tensor_names,
+        "field:TENSOR,field2:TENSOR2 (by field name) or TENSOR,TENSOR2 (by position)",
+        "Output tensor of each result field, when the names differ. Unset: each declared "
+        "output column is the tensor of its own name. When the result is not declared, it is "
+        "the outputs listed here (a ROW when several), or else all the model's outputs. Only "
+        "the result's outputs are requested from the server.", ())
+    binary_data: bool = _option(
+        "binary-data", parse_bool, _BOOLEAN,
+        "Send and receive tensors with the KServe binary tensor extension (raw little-endian "
+        "bytes after the JSON header). 'false' sends them as JSON text, for debugging: slower, "
+        "BYTES values must be UTF-8, FP16/BF16 tensors are refused, and Triton may return "
+        "FP64 values 1 ulp off.", True)
+    null_input: Literal["fail", "skip"] = _option(
+        "null-input", parse_null_input, "fail or skip",
+        "What a SQL NULL argument does: 'fail' fails the record with an error naming the "
+        "column; 'skip' sends no request (and draws no sequence ID) and returns NULL. A NULL "
+        "element inside an ARRAY always fails.", "fail")
+    half_precision_inputs: bool = _option(
+        "half-precision-inputs", parse_bool, _BOOLEAN,
+        "Let FLOAT columns feed FP16 and BF16 input tensors, rounding each value to the "
+        "nearest representable one (FP16 turns magnitudes above 65504 into infinity). Off, a "
+        "FLOAT column for an FP16/BF16 input fails at open(), so precision is never lost "
+        "silently. FP16/BF16 outputs are always returned as FLOAT (exactly).", False)
+    flatten_batch_dim: bool = _option(
+        "flatten-batch-dim", parse_bool, _BOOLEAN,
+        "Compatibility with Flink's Java provider, which sends an ARRAY as [1, N] unless this "
+        "is true. Here shapes follow the model's config (a batch dimension only when "
+        "max_batch_size > 0), so it is never needed; 'true' asserts that the model takes "
+        "each value in its own shape, and open() fails if the model's config adds a batch "
+        "dimension or leading dims of 1.", False)
 
     @classmethod
     def from_dict(cls, options: Mapping[str, object]) -> TritonOptions:

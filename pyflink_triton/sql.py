@@ -8,7 +8,7 @@ it validates the options, lets Flink store the model in its catalog as usual (``
 so ``SELECT my_model(col) FROM t`` works. Every other statement goes to Flink unchanged.
 
 Accepted: ``CREATE [TEMPORARY] MODEL [IF NOT EXISTS] [cat.][db.]name
-[INPUT (col type, ...)] [OUTPUT (col type)] [COMMENT '...'] WITH ('key' = 'value', ...)``,
+[INPUT (col type, ...)] [OUTPUT (col type, ...)] [COMMENT '...'] WITH ('key' = 'value', ...)``,
 ``--`` and ``/* */`` comments, and several statements separated by ``;``.
 """
 
@@ -224,10 +224,6 @@ def execute_sql(t_env: Any, sql_text: str) -> Any:
 
 
 def _create_triton_model(t_env: Any, statement: CreateModel) -> Any:
-    if statement.outputs is not None and len(statement.outputs) != 1:
-        raise TritonConfigError(
-            f"Model '{statement.name}': OUTPUT declares {len(statement.outputs)} columns; this "
-            "version returns one output tensor per function, so declare exactly one.")
     exists = statement.function_name in t_env.list_user_defined_functions()
     if exists and statement.if_not_exists:
         return t_env.execute_sql(statement.text)  # Flink's own IF NOT EXISTS no-op
@@ -237,9 +233,10 @@ def _create_triton_model(t_env: Any, statement: CreateModel) -> Any:
             "exists, and CREATE MODEL registers a function of the model's name. Use IF NOT "
             "EXISTS, or drop the function first.")
     # Validate (and derive undeclared columns) before Flink stores anything.
-    function = TritonScalarFunction(
-        statement.options, statement.inputs,
-        statement.outputs[0] if statement.outputs else None).as_udf(statement.function_name)
+    outputs = statement.outputs
+    output = outputs if outputs is None or len(outputs) > 1 else outputs[0]  # several: a ROW
+    function = TritonScalarFunction(statement.options, statement.inputs,
+                                    output).as_udf(statement.function_name)
     result = t_env.execute_sql(statement.text)
     t_env.create_temporary_function(statement.name, function)
     return result

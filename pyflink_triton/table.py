@@ -18,16 +18,18 @@ from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedScalar
 
 from .inference import InferenceSession, TritonInference
 from .options import TritonOptions
-from .signature import ColumnDeclaration
+from .signature import ColumnDeclaration, OutputDeclaration
 
 
 class TritonScalarFunction(ScalarFunction):
     def __init__(self, options: Mapping[str, object] | TritonOptions,
                  inputs: Sequence[ColumnDeclaration] | None = None,
-                 output: ColumnDeclaration | None = None) -> None:
-        """``inputs``: the model's input tensors in argument order, each a tensor name or a
-        ``(name, type)`` pair; ``output``: the output tensor returned. Undeclared ones (or
-        their types) are taken from the model's metadata on the server."""
+                 output: OutputDeclaration | None = None) -> None:
+        """``inputs``: the argument columns in order, each a name or a ``(name, type)`` pair;
+        ``output``: the result column, or a list of them for a ROW result. A column feeds (or
+        is) the tensor of its own name unless 'input-names' / 'output-names' map it. What is
+        not declared is taken from the model's metadata on the server: all its (required)
+        inputs, and its output, or a ROW of its outputs when it has several."""
         self.inference = TritonInference.create(options, inputs, output)
         self._session: InferenceSession | None = None
 
@@ -37,7 +39,7 @@ class TritonScalarFunction(ScalarFunction):
 
     @property
     def result_type(self) -> DataType:
-        return self.inference.signature.output.data_type
+        return self.inference.signature.result_type
 
     def as_udf(self, name: str | None = None) -> UserDefinedScalarFunctionWrapper:
         """The PyFlink UDF to register (``create_temporary_function``) or call."""
@@ -63,7 +65,7 @@ class TritonScalarFunction(ScalarFunction):
 
 def create_model(t_env: Any, name: str, options: Mapping[str, object],
                  inputs: Sequence[ColumnDeclaration] | None = None,
-                 output: ColumnDeclaration | None = None) -> UserDefinedScalarFunctionWrapper:
+                 output: OutputDeclaration | None = None) -> UserDefinedScalarFunctionWrapper:
     """Register a temporary function ``name`` that calls the model, callable from SQL.
 
     The Python equivalent of ``CREATE MODEL name [INPUT (...)] [OUTPUT (...)] WITH (...)``

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput, InferResult
+from tritonclient.utils import InferenceServerException
 
 from .endpoint import Endpoint
 from .errors import TritonConnectionError, TritonServerError
@@ -89,9 +90,15 @@ class HttpTransport:
         response, data = self._round_trip(model, "POST", (*model.path_segments(), "infer"),
                                           body, headers)
         header_length = response.getheader("Inference-Header-Content-Length")
-        return InferResult.from_response_body(
-            data, False, int(header_length) if header_length else None,
-            response.getheader("Content-Encoding"))
+        try:
+            return InferResult.from_response_body(
+                data, False, int(header_length) if header_length else None,
+                response.getheader("Content-Encoding"))
+        except (InferenceServerException, ValueError) as e:  # e.g. raw bytes in JSON text
+            reason = e.message() if isinstance(e, InferenceServerException) else str(e)
+            raise TritonServerError(
+                f"The Triton server at {self.endpoint} answered model {model} with a response "
+                f"that cannot be read: {reason}", response.status) from None
 
     def close(self) -> None:
         if self._connection is not None:

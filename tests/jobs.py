@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from pyflink_triton.inference import InferenceSession, TritonInference
 
 BASE_ID = "flink-job-123"
 
@@ -65,3 +69,27 @@ def assert_one_shot_sequences_per_subtask(pairs: Iterable[tuple[int, dict[str, A
     assert sorted(counters) == list(range(subtasks)), f"subtasks seen: {sorted(counters)}"
     for subtask, seen in counters.items():
         assert sorted(seen) == list(range(len(seen))), f"gap in subtask {subtask}: {seen}"
+
+
+@contextmanager
+def open_session(triton: Any, model: str, inputs: Any = None, output: Any = None,
+                 **options: str) -> Iterator[InferenceSession]:
+    """An inference session (what one UDF instance uses) on a model of the test server."""
+    inference = TritonInference.create(
+        {"endpoint": triton.http_endpoint, "model-name": model, **options}, inputs, output)
+    session = inference.open(subtask_index=0)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality that also holds for NaN and tells -0.0 from 0.0, through nested lists."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return type(a) is type(b) and a == b

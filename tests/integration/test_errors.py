@@ -6,7 +6,6 @@ import pytest
 
 from pyflink_triton import (
     TritonConfigError,
-    TritonRequestError,
     TritonScalarFunction,
     create_model,
 )
@@ -91,22 +90,11 @@ def test_a_null_input_fails_naming_the_column(triton, t_env):
     t_env.create_temporary_function("add_one", function.as_udf())
     with pytest.raises(Exception) as failure:  # PyFlink wraps it in a Java error
         list(t_env.sql_query("SELECT add_one(CAST(NULL AS DOUBLE))").execute().collect())
-    assert "Column 'x' is NULL" in str(failure.value)
+    assert "Column(s) ['x'] are NULL" in str(failure.value)
+    assert "'null-input' = 'skip'" in str(failure.value)
 
 
-def test_a_column_that_does_not_fit_the_served_model_fails_at_open_with_its_signature(triton):
-    mismatches = [
-        (("INPUT0", "DOUBLE"), "is sent as FP64, but model 'identity_fp32' declares input"),
-        (("input0", "FLOAT"), "has no input tensor 'input0' (names are case-sensitive)"),
-    ]
-    for column, expected in mismatches:
-        inference = TritonInference.create(
-            {"endpoint": triton.http_endpoint, "model-name": "identity_fp32"},
-            inputs=[column], output=("OUTPUT0", "FLOAT"))
-        with pytest.raises(TritonRequestError) as failure:
-            inference.open(subtask_index=0)
-        assert expected in str(failure.value)
-        assert "The model's signature: inputs [INPUT0 FP32 [1]]" in str(failure.value)
+def test_a_scalar_column_fills_a_variable_dimension(triton):
     scalar_for_array = TritonInference.create(
         {"endpoint": triton.http_endpoint, "model-name": "identity_fp32_array"},
         inputs=[("INPUT0", "FLOAT")], output=("OUTPUT0", "ARRAY<FLOAT>"))

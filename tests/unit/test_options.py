@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,9 @@ from pyflink_triton.options import (
     option_specs,
     parse_bool,
     parse_headers,
+    parse_null_input,
     parse_positive_duration,
+    parse_tensor_names,
     reference_markdown,
 )
 
@@ -36,7 +39,15 @@ ALL_KEYS = {
     "auth-token",
     "custom-headers",
     "compression",
+    "input-names",
+    "output-names",
+    "binary-data",
+    "null-input",
+    "half-precision-inputs",
+    "flatten-batch-dim",
 }
+BOOLEAN_KEYS = ["sequence-start", "sequence-end", "sequence-id-auto-increment", "binary-data",
+                "half-precision-inputs", "flatten-batch-dim"]
 
 AUTO_INCREMENT = {
     "sequence-id": "flink-job-123",
@@ -98,6 +109,12 @@ def test_defaults_with_only_required_options():
     assert options.auth_token is None
     assert options.custom_headers == ()
     assert options.compression is None
+    assert options.input_names == ()
+    assert options.output_names == ()
+    assert options.binary_data is True
+    assert options.null_input == "fail"
+    assert options.half_precision_inputs is False
+    assert options.flatten_batch_dim is False
 
 
 def test_options_are_immutable():
@@ -127,6 +144,12 @@ def test_all_options_together():
         "auth-token": "tok",
         "custom-headers": "X-A:1,X-B:2",
         "compression": "gzip",
+        "input-names": "x:INPUT__0,y:INPUT__1",
+        "output-names": "OUTPUT__0",
+        "binary-data": "false",
+        "null-input": "skip",
+        "half-precision-inputs": "true",
+        "flatten-batch-dim": "true",
     })
     assert options.endpoint == Endpoint("https", "triton", 8443, "/gw")
     assert options.model_name == "My_Model"
@@ -140,6 +163,12 @@ def test_all_options_together():
     assert options.auth_token == "tok"
     assert options.custom_headers == (("X-A", "1"), ("X-B", "2"))
     assert options.compression == "gzip"
+    assert options.input_names == (("x", "INPUT__0"), ("y", "INPUT__1"))
+    assert options.output_names == ((None, "OUTPUT__0"),)
+    assert options.binary_data is False
+    assert options.null_input == "skip"
+    assert options.half_precision_inputs is True
+    assert options.flatten_batch_dim is True
 
 
 def test_model_name_is_case_sensitive():
@@ -223,7 +252,7 @@ def test_auth_token_kept_verbatim():
     ("false", False), ("FALSE", False), ("False", False), ("fAlSe", False), ("\tfalse\n", False),
     (True, True), (False, False),
 ])
-@pytest.mark.parametrize("key", ["sequence-start", "sequence-end"])
+@pytest.mark.parametrize("key", [k for k in BOOLEAN_KEYS if k != "sequence-id-auto-increment"])
 def test_boolean_forms(key, text, expected):
     options = parse_keys({"sequence-id": "s", key: text})
     assert getattr(options, key.replace("-", "_")) is expected
@@ -235,13 +264,12 @@ def test_parse_bool_rejects(text):
         parse_bool(text)
 
 
-@pytest.mark.parametrize("key", ["sequence-start", "sequence-end", "sequence-id-auto-increment"])
-@pytest.mark.parametrize("text", ["yes", "1", "on", "enabled"])
+@pytest.mark.parametrize("key", BOOLEAN_KEYS)
+@pytest.mark.parametrize("text", ["yes", "1", "on", "enabled", ""])
 def test_invalid_boolean_message(key, text):
     message = config_error({"sequence-id": "s", key: text})
-    assert f"'{key}'" in message
-    assert repr(text) in message
-    assert "true or false" in message
+    assert message == (f"Invalid value for option '{key}': {text!r}: not a boolean. Expected "
+                       "true or false (any case).")
 
 
 # --- durations -----------------------------------------------------------------------------------
@@ -323,6 +351,111 @@ def test_timeout_too_large_is_a_config_error(text):
     assert "'timeout'" in message
 
 
+# --- null-input ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("fail", "fail"), ("FAIL", "fail"), (" Fail ", "fail"),
+    ("skip", "skip"), ("SKIP", "skip"), ("\tskip\n", "skip"),
+])
+def test_null_input(text, expected):
+    assert parse_null_input(text) == expected
+    assert parse(**{"null-input": text}).null_input == expected
+
+
+@pytest.mark.parametrize("text", ["", "ignore", "null", "skipped", "true", "fail,skip"])
+def test_null_input_invalid(text):
+    message = config_error({"null-input": text})
+    assert message == (f"Invalid value for option 'null-input': {text!r}: not one of the NULL "
+                       "input behaviours. Expected fail or skip.")
+
+
+# --- input-names / output-names ------------------------------------------------------------------
+
+TENSOR_NAME_KEYS = ["input-names", "output-names"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    # positional: the n-th column feeds (or the n-th field is) the n-th tensor
+    ("INPUT__0", ((None, "INPUT__0"),)),
+    ("INPUT__0,INPUT__1", ((None, "INPUT__0"), (None, "INPUT__1"))),
+    (" a , b ", ((None, "a"), (None, "b"))),
+    ("a,", ((None, "a"),)),  # a trailing comma is ignored, as in Flink's map syntax
+    # by column name
+    ("x:INPUT__0", (("x", "INPUT__0"),)),
+    ("x:INPUT__0,y:INPUT__1", (("x", "INPUT__0"), ("y", "INPUT__1"))),
+    (" x : A , y:B ", (("x", "A"), ("y", "B"))),
+    ("y:B,x:A", (("y", "B"), ("x", "A"))),  # order kept
+    ("x:y,y:x", (("x", "y"), ("y", "x"))),  # a swap
+    ("Label:label", (("Label", "label"),)),  # case-sensitive names
+    ("a b:c d", (("a b", "c d"),)),
+    # quoting, as Flink's StructuredOptionsSplitter: a name containing ',' is quoted; one
+    # containing ':' is quoted and then its whole entry too (with the other quote character)
+    ("'a,b'", ((None, "a,b"),)),
+    ("'a,b',c", ((None, "a,b"), (None, "c"))),
+    ("\"'a:b'\"", ((None, "a:b"),)),
+    ("\"'my:col':T\"", (("my:col", "T"),)),
+    ("'x:\"T:0\"'", (("x", "T:0"),)),
+    ("\"x:'a,b'\",y:c", (("x", "a,b"), ("y", "c"))),
+    ("'x',\"y\"", ((None, "x"), (None, "y"))),
+])
+@pytest.mark.parametrize("key", TENSOR_NAME_KEYS)
+def test_tensor_names(key, text, expected):
+    assert parse_tensor_names(text) == expected
+    assert getattr(parse(**{key: text}), key.replace("-", "_")) == expected
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "the value is empty"),
+    ("   ", "the value is empty"),
+    (",", "'' is neither column:TENSOR nor TENSOR"),
+    ("a,,b", "'' is neither column:TENSOR nor TENSOR"),
+    (",a", "'' is neither column:TENSOR nor TENSOR"),
+    (":X", "':X' is neither column:TENSOR nor TENSOR"),
+    ("a::b", "'a::b' is neither column:TENSOR nor TENSOR"),
+    ("a:b:c", "'a:b:c' is neither column:TENSOR nor TENSOR"),
+    ("'',X", "'' is neither column:TENSOR nor TENSOR"),
+    ("x:A,B", "mix of column:TENSOR and positional entries; use one form"),
+    ("A,x:B", "mix of column:TENSOR and positional entries; use one form"),
+    ("x:A,x:B", "column x appears twice"),
+    ("x:A,y:A", "tensor A appears twice"),
+    ("A,A", "tensor A appears twice"),
+    ("A,B,A,B", "tensor A, B appears twice"),
+    ("'my:col':T", "illegal quoting at position 7"),
+    ("a'b", "illegal quoting at position 1"),
+    ("'a", "a quote is not closed"),
+    ("\"x:'a\"", "a quote is not closed"),
+])
+@pytest.mark.parametrize("key", TENSOR_NAME_KEYS)
+def test_tensor_names_invalid(key, text, reason):
+    message = config_error({key: text})
+    assert message.startswith(f"Invalid value for option '{key}': {text!r}: {reason}. Expected ")
+    assert "(by position)" in message
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        parse_tensor_names(text)
+
+
+def test_tensor_names_messages_name_the_mapping_forms():
+    message = config_error({"input-names": "x:A,B"})
+    assert message.endswith("Expected col:TENSOR,col2:TENSOR2 (by column name) or "
+                            "TENSOR,TENSOR2 (by position); quote a name containing ',' or ':' "
+                            "as in 'custom-headers'.")
+    message = config_error({"output-names": "x:A,B"})
+    assert message.endswith("Expected field:TENSOR,field2:TENSOR2 (by field name) or "
+                            "TENSOR,TENSOR2 (by position).")
+
+
+def test_input_and_output_names_are_independent():
+    options = parse(**{"input-names": "a:X", "output-names": "X"})
+    assert options.input_names == (("a", "X"),)
+    assert options.output_names == ((None, "X"),)
+
+
+@pytest.mark.parametrize("text", ["a:", "values:,Label:"])
+def test_tensor_names_entry_with_empty_tensor(text):
+    with pytest.raises(ValueError, match="neither column:TENSOR nor TENSOR"):
+        parse_tensor_names(text)
+
+
 # --- custom headers ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, expected", [
@@ -401,6 +534,12 @@ def test_custom_headers_invalid(text, fragment):
     ("endpoint", "ftp://h:1", "http or https"),
     ("endpoint", "http://h:notaport", "http or https"),
     ("timeout", "forever", "positive duration"),
+    ("binary-data", "binary", "true or false"),
+    ("half-precision-inputs", "fp16", "true or false"),
+    ("flatten-batch-dim", "yes", "true or false"),
+    ("null-input", "drop", "fail or skip"),
+    ("input-names", "a:b,c", "col:TENSOR,col2:TENSOR2"),
+    ("output-names", "", "field:TENSOR,field2:TENSOR2"),
 ])
 def test_invalid_value_message(key, value, expected_text):
     message = config_error({"sequence-id": "s", key: value})
@@ -410,11 +549,14 @@ def test_invalid_value_message(key, value, expected_text):
 
 
 def test_all_invalid_values_reported_together():
-    message = config_error({"timeout": "x", "priority": "-3", "compression": "zip"})
+    message = config_error({"timeout": "x", "priority": "-3", "compression": "zip",
+                            "input-names": "a:A,B", "null-input": "no"})
     assert "'timeout'" in message
     assert "'priority'" in message
     assert "'compression'" in message
-    assert len(message.splitlines()) == 3
+    assert "'input-names'" in message
+    assert "'null-input'" in message
+    assert len(message.splitlines()) == 5
 
 
 def test_provider_message_explains_only_triton():
@@ -482,6 +624,22 @@ def test_repr_shows_non_default_values_only():
     assert "timeout" not in text  # 30s is the default
     assert "sequence" not in text
     assert "provider" not in text
+    for key in ("input-names", "output-names", "binary-data", "null-input",
+                "half-precision-inputs", "flatten-batch-dim"):
+        assert key not in text
+
+
+def test_repr_shows_non_default_new_options():
+    text = repr(parse_keys({"binary-data": "false", "null-input": "skip",
+                            "half-precision-inputs": "true", "input-names": "x:IN"}))
+    assert "binary-data=False" in text
+    assert "null-input=skip" in text
+    assert "half-precision-inputs=True" in text
+    assert "input-names=" in text and "'IN'" in text
+    assert "flatten-batch-dim" not in text
+    assert "output-names" not in text
+    assert repr(parse(**{"binary-data": "true", "null-input": "FAIL"})) == (
+        "TritonOptions(endpoint=http://localhost:8000, model-name=m)")
 
 
 # --- unknown and missing keys --------------------------------------------------------------------
@@ -691,7 +849,20 @@ def test_reference_markdown_rows_match_specs():
     assert "| triton |" in by_key["provider"]
     assert "| (none) |" in by_key["custom-headers"]
     assert "| (none) |" in by_key["auth-token"]
+    assert "| (none) |" in by_key["input-names"]
+    assert "| (none) |" in by_key["output-names"]
+    assert "| true |" in by_key["binary-data"]
+    assert "| fail |" in by_key["null-input"]
+    assert "| false |" in by_key["half-precision-inputs"]
+    assert "| false |" in by_key["flatten-batch-dim"]
     assert markdown.endswith("\n")
+
+
+def test_reference_markdown_lists_options_in_declaration_order():
+    keys = [row.split("`")[1] for row in reference_markdown().splitlines()
+            if row.startswith("| `")]
+    assert keys == [spec.key for spec in option_specs()]
+    assert keys[:2] == ["endpoint", "model-name"]
 
 
 def test_reference_markdown_escapes_pipes():
