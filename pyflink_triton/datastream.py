@@ -34,7 +34,7 @@ from pyflink.table.types import (
     VarCharType,
 )
 
-from .errors import TritonRequestError
+from .errors import TritonConfigError, TritonRequestError
 from .inference import InferenceSession, TritonInference
 from .options import TritonOptions
 from .signature import ColumnDeclaration, OutputDeclaration
@@ -74,6 +74,13 @@ class TritonMapFunction(MapFunction):
                  output: OutputDeclaration | None = None) -> None:
         """Same arguments as :class:`pyflink_triton.TritonScalarFunction`."""
         self.inference = TritonInference.create(options, inputs, output)
+        if self.inference.options.null_input == "skip":
+            # It would emit null elements, and Flink's DataStream serializers for numbers,
+            # arrays and rows reject null (a NullPointerException far from the cause).
+            raise TritonConfigError(
+                "'null-input' = 'skip' is for Table API / SQL functions, where the result is "
+                "NULL; a DataStream element cannot be null. Filter NULL fields out before the "
+                "map (stream.filter(...)) instead.")
         self._input_names = [c.name for c in self.inference.signature.inputs]
         self._session: InferenceSession | None = None
 

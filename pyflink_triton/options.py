@@ -311,8 +311,9 @@ class TritonOptions:
     null_input: Literal["fail", "skip"] = _option(
         "null-input", parse_null_input, "fail or skip",
         "What a SQL NULL argument does: 'fail' fails the record with an error naming the "
-        "column; 'skip' sends no request (and draws no sequence ID) and returns NULL. A NULL "
-        "element inside an ARRAY always fails.", "fail")
+        "column; 'skip' sends no request (and draws no sequence ID) and returns NULL (Table "
+        "API and SQL only: a DataStream element cannot be null). A NULL element inside an "
+        "ARRAY always fails.", "fail")
     half_precision_inputs: bool = _option(
         "half-precision-inputs", parse_bool, _BOOLEAN,
         "Let FLOAT columns feed FP16 and BF16 input tensors, rounding each value to the "

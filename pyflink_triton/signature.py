@@ -112,8 +112,8 @@ class ModelSignature:
         if missing:
             raise served.error(
                 f"No column feeds its required input(s) {missing}; the function's input "
-                f"columns are {[c.describe() for c in self.inputs]}. Declare a column for each "
-                "input (or map names with 'input-names').")
+                f"columns are: {', '.join(c.describe() for c in self.inputs)}. Declare a column "
+                "for each input (or map names with 'input-names').")
         outputs = tuple(self._bind_output(c, served, options) for c in self.outputs)
         return BoundSignature(inputs, outputs, self.row_output)
 

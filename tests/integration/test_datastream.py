@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 
-from pyflink_triton import TritonMapFunction
+from pyflink_triton import TritonConfigError, TritonMapFunction
 
 from jobs import assert_one_shot_sequences_per_subtask, stateful_options
 
@@ -35,3 +36,9 @@ def test_map_function_takes_named_rows_and_tuples(triton, stream_env):
     outputs = list(rows.map(model, output_type=model.output_type).execute_and_collect())
 
     assert sorted(outputs) == [2.0, 3.0]
+
+
+def test_null_input_skip_is_refused_for_a_datastream(triton):
+    with pytest.raises(TritonConfigError, match="a DataStream element cannot be null"):
+        TritonMapFunction({"endpoint": triton.http_endpoint, "model-name": "add_one",
+                           "null-input": "skip"})

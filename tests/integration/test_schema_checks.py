@@ -70,7 +70,7 @@ def open_error(triton, model: str, inputs, output, **options: str) -> str:
     pytest.param(
         "multi_io", [("values", "ARRAY<FLOAT>")], ("TOTAL", "DOUBLE"), {},
         "Model 'multi_io': No column feeds its required input(s) ['Label']; the function's "
-        "input columns are [\"'values' ARRAY<FLOAT>\"].", MULTI_IO, id="missing input"),
+        "input columns are: 'values' ARRAY<FLOAT>.", MULTI_IO, id="missing input"),
     pytest.param(
         "add_one", [("x", "DOUBLE")], ("y", "DOUBLE"), {"flatten-batch-dim": "true"},
         "'flatten-batch-dim' = 'true' asserts that the model takes no batch dimension, but its "

@@ -998,7 +998,7 @@ def test_bind_missing_required_input():
                          signature_line=MULTI_IO_SIGNATURE)
     assert message.splitlines()[0] == (
         "Model 'multi_io': No column feeds its required input(s) ['Label']; the function's "
-        "input columns are [\"'values' ARRAY<FLOAT>\"]. Declare a column for each input (or "
+        "input columns are: 'values' ARRAY<FLOAT>. Declare a column for each input (or "
         "map names with 'input-names').")
 
 
