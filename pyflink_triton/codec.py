@@ -91,7 +91,7 @@ _DATATYPES_OF: dict[type, tuple[str, ...]] = {
     DecimalType: ("UINT64",),
 }
 _TEXT_TYPES = (VarCharType, CharType)
-_HALF_PRECISION = ("FP16", "BF16")
+HALF_PRECISION = ("FP16", "BF16")  # Triton takes neither in JSON form
 _UINT64_DIGITS = 20  # 2**64 - 1 has 20 digits
 
 SUPPORTED_FLINK_TYPES = ("BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, DECIMAL(p, 0), FLOAT, DOUBLE, "
@@ -165,7 +165,7 @@ class TensorColumn:
     def accepts(self, datatype: str, direction: Direction, half_precision_inputs: bool) -> bool:
         """Whether this column can carry a tensor of ``datatype`` in ``direction``."""
         element = self.element_type
-        if isinstance(element, FloatType) and datatype in _HALF_PRECISION:
+        if isinstance(element, FloatType) and datatype in HALF_PRECISION:
             return direction == "output" or half_precision_inputs
         if isinstance(element, BigIntType) and datatype == "UINT64":
             return direction == "input"  # values are range-checked; outputs could overflow
@@ -215,9 +215,10 @@ class InputCodec:
         tensor = InferInput(self.column.tensor, shape, self.datatype)
         try:
             tensor.set_data_from_numpy(array.reshape(shape), binary_data=self.binary)
-        except InferenceServerException as e:  # JSON cannot carry non-UTF-8 bytes
-            raise self._error(f"cannot be sent as JSON ('binary-data' = 'false'): "
-                              f"{e.message()}") from None
+        except InferenceServerException:  # JSON text cannot carry bytes that are not UTF-8
+            # (tritonclient's message would repeat the whole value)
+            raise self._error("a value is not valid UTF-8, so it cannot be sent as JSON "
+                              "('binary-data' = 'false').") from None
         return tensor
 
     def _error(self, text: str) -> TritonRequestError:
@@ -240,7 +241,7 @@ class InputCodec:
             _shape_of(value, column.name)
             raise
         if raw.dtype == np.object_ and any(item is None for item in raw.flat):
-            raise TritonRequestError(f"Column '{column.name}' holds a NULL array element.")
+            raise _null_element(column.name)
         if np.issubdtype(self._numpy_dtype, np.integer):
             if raw.dtype.kind == "f":
                 # numpy 1.x turns Python ints on both sides of 2**63 into float64: keep them
@@ -266,14 +267,16 @@ class InputCodec:
 
     def _check_integer_range(self, raw: np.ndarray) -> None:
         """numpy 1.x wraps out-of-range integers silently; refuse them instead."""
-        if raw.size == 0:
+        if raw.size == 0 or np.can_cast(raw.dtype, self._numpy_dtype):
             return
-        if raw.dtype.kind not in "iub":
+        if raw.dtype.kind in "iu":
+            low, high = int(raw.min()), int(raw.max())
+        else:
             bad = next((i for i in raw.flat if not isinstance(i, int | np.integer)), None)
             if bad is not None:
                 raise self._error(f"needs integers, got {type(bad).__name__} {bad!r}.")
+            low, high = min(raw.flat), max(raw.flat)
         limits = np.iinfo(self._numpy_dtype)
-        low, high = min(raw.flat), max(raw.flat)
         if low < limits.min or high > limits.max:
             bad = low if low < limits.min else high
             raise self._error(f"{bad} is outside the {self.datatype} range "
@@ -284,8 +287,7 @@ class InputCodec:
             if isinstance(item, list | tuple):
                 return [to_bytes(i) for i in item]
             if item is None:
-                raise TritonRequestError(
-                    f"Column '{self.column.name}' holds a NULL array element.")
+                raise _null_element(self.column.name)
             if isinstance(item, str):
                 return item.encode("utf-8")
             if isinstance(item, bytes | bytearray | memoryview):
@@ -394,12 +396,18 @@ def _round_to_bfloat16(array: np.ndarray) -> np.ndarray:
     return rounded.view(np.float32)
 
 
+def _null_element(column: str) -> TritonRequestError:
+    return TritonRequestError(f"Column '{column}' holds a NULL array element.")
+
+
 def _shape_of(nested: Any, column: str) -> tuple[int, ...]:
     """Shape of a nested list (or tuple), or an error if it is ragged."""
     if isinstance(nested, np.ndarray):
         return nested.shape
     if not isinstance(nested, list | tuple):
         return ()
+    if any(item is None for item in nested):
+        raise _null_element(column)
     inner = {_shape_of(item, column) for item in nested}
     if len(inner) > 1:
         raise TritonRequestError(

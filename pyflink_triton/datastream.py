@@ -61,6 +61,8 @@ def type_info_for(data_type: DataType) -> TypeInformation:
                                [type_info_for(f.data_type) for f in data_type.fields])
     assert isinstance(data_type, ArrayType), data_type  # signatures admit nothing else
     element = data_type.element_type
+    if isinstance(element, TinyIntType):  # PRIMITIVE_ARRAY(BYTE) would be bytes, not ints
+        return Types.BASIC_ARRAY(Types.BYTE())
     if type(element) in _PRIMITIVE_TYPE_INFO:
         return Types.PRIMITIVE_ARRAY(type_info_for(element))
     if isinstance(element, VarCharType | CharType):

@@ -106,7 +106,11 @@ class InferenceSession:
             if self._skip_nulls:
                 return None
             raise self._null_error(values)
-        tensors = [codec.encode(value) for codec, value in zip(self._inputs, values, strict=True)]
+        try:
+            tensors = [codec.encode(value) for codec, value in zip(self._inputs, values,
+                                                                   strict=True)]
+        except TritonRequestError as e:  # say which model, when a job calls several
+            raise TritonRequestError(f"Model {self._model}: {e}") from None
         # Drawn after encoding, so a record that cannot be encoded uses up no ID.
         sequence = self.sequence_ids.next()
         result = self._transport.infer(self._model, tensors, self._requested_outputs, sequence,

@@ -317,7 +317,7 @@ class TritonOptions:
     half_precision_inputs: bool = _option(
         "half-precision-inputs", parse_bool, _BOOLEAN,
         "Let FLOAT columns feed FP16 and BF16 input tensors, rounding each value to the "
-        "nearest representable one (FP16 turns magnitudes above 65504 into infinity). Off, a "
+        "nearest representable one (FP16 turns magnitudes of 65520 and more into infinity). Off, a "
         "FLOAT column for an FP16/BF16 input fails at open(), so precision is never lost "
         "silently. FP16/BF16 outputs are always returned as FLOAT (exactly).", False)
     flatten_batch_dim: bool = _option(

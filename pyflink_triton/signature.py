@@ -18,12 +18,14 @@ from pyflink.table import DataTypes
 from pyflink.table.types import DataType
 
 from .codec import (
+    HALF_PRECISION,
     Direction,
     InputCodec,
     OutputCodec,
     TensorColumn,
     flink_type_for,
     parse_data_type,
+    significant_dims,
     sql_type,
 )
 from .errors import TritonConfigError, TritonRequestError
@@ -72,24 +74,33 @@ class ModelSignature:
         row_output = isinstance(output, list)
         declared_outputs = None if output is None else [
             _declaration(d, "output") for d in (output if isinstance(output, list) else [output])]
-        served: dict[Direction, dict[str, tuple[DataType | None, bool]]] = {}
+        served = None
+        types: dict[Direction, dict[str, tuple[DataType | None, bool]]] = {}
         if declared_inputs is None or declared_outputs is None or any(
                 t is None for _, t in [*declared_inputs, *declared_outputs]):
-            served = _served_tensors(*fetch_served())
+            served = _ServedModel(model, *fetch_served())
+            types = served.derived_types()
         if declared_inputs is None:
-            declared_inputs = _derived(options.input_names, served["input"], "input")
+            declared_inputs = _derived(options.input_names, types["input"], "input")
         if declared_outputs is None:
-            declared_outputs = _derived(options.output_names, served["output"], "output")
+            declared_outputs = _derived(options.output_names, types["output"], "output")
             row_output = len(declared_outputs) > 1
         columns = {
-            kind: [_column(model, name, tensor, data_type, served.get(kind, {}), kind)
+            kind: [_column(model, name, tensor, data_type, types.get(kind, {}), kind)
                    for name, tensor, data_type in _named(declared, options, kind)]
             for kind, declared in (("input", declared_inputs), ("output", declared_outputs))}
         if not columns["input"]:
             raise TritonConfigError(f"Model {model} has no inputs to map columns to.")
         if not columns["output"]:
             raise TritonConfigError(f"Model {model} has no outputs to return.")
-        return cls(tuple(columns["input"]), tuple(columns["output"]), row_output)
+        signature = cls(tuple(columns["input"]), tuple(columns["output"]), row_output)
+        if served is not None:
+            # The served model is at hand: what open() would refuse, refuse now.
+            try:
+                signature._bind(served, options)
+            except TritonRequestError as e:
+                raise TritonConfigError(str(e)) from None
+        return signature
 
     def describe(self) -> str:
         inputs = ", ".join(c.describe() for c in self.inputs)
@@ -99,7 +110,9 @@ class ModelSignature:
     def bind(self, model: ModelRef, metadata: Mapping[str, Any], config: Mapping[str, Any],
              options: TritonOptions) -> BoundSignature:
         """Check the columns against the served model; raise naming what does not match."""
-        served = _ServedModel(model, metadata, config)
+        return self._bind(_ServedModel(model, metadata, config), options)
+
+    def _bind(self, served: _ServedModel, options: TritonOptions) -> BoundSignature:
         if options.flatten_batch_dim and served.batched:
             raise served.error(
                 f"'flatten-batch-dim' = 'true' asserts that the model takes no batch dimension, "
@@ -122,16 +135,19 @@ class ModelSignature:
                     options: TritonOptions) -> InputCodec:
         datatype, dims = served.check(column, "input", options)
         if column.rank == 0:
-            if any(d not in (1, -1) for d in dims):
-                raise served.mismatch(column, "input", "dims of size 1 (a scalar)",
-                                      f"dims {dims}; declare the column as an ARRAY")
+            _check_scalar(column, "input", dims, served)
             leading, value_dims = 0, tuple(1 for _ in dims)
         else:
             leading, value_dims = _split_leading_ones(column, "input", dims, served)
+            if -1 in dims[:leading] and set(value_dims) == {1}:
+                # e.g. ARRAY<FLOAT> for [-1, 1]: the values belong on the -1 dim, not the 1.
+                raise served.mismatch(
+                    column, "input", f"an ARRAY of {len(significant_dims(dims))} level(s) "
+                    "(one per dim from the first that is not 1)", served.dims_text(dims))
         if options.flatten_batch_dim and leading:
             raise served.mismatch(
                 column, "input", "no leading dims of 1 ('flatten-batch-dim' = 'true')",
-                f"dims {dims}")
+                served.dims_text(dims))
         return InputCodec(column, datatype, leading, value_dims, served.batched,
                           options.binary_data)
 
@@ -139,12 +155,19 @@ class ModelSignature:
     def _bind_output(column: TensorColumn, served: _ServedModel,
                      options: TritonOptions) -> OutputCodec:
         datatype, dims = served.check(column, "output", options)
-        if column.rank == 0 and any(d not in (1, -1) for d in dims):
-            raise served.mismatch(column, "output", "dims of size 1 (a scalar)",
-                                  f"dims {dims}; declare the column as an ARRAY")
+        if column.rank == 0:
+            _check_scalar(column, "output", dims, served)
         if column.rank > 1:  # rank 1 takes any shape, flattened as in Flink's Java provider
             _split_leading_ones(column, "output", dims, served)
         return OutputCodec(column, datatype, served.batched, options.binary_data)
+
+
+def _check_scalar(column: TensorColumn, kind: Direction, dims: list[int],
+                  served: _ServedModel) -> None:
+    """A scalar fits dims of 1, and -1 (which then takes size 1)."""
+    if any(d not in (1, -1) for d in dims):
+        raise served.mismatch(column, kind, "dims of size 1 (a scalar)",
+                              f"{served.dims_text(dims)}; declare the column as an ARRAY")
 
 
 def _split_leading_ones(column: TensorColumn, kind: Direction, dims: list[int],
@@ -155,12 +178,13 @@ def _split_leading_ones(column: TensorColumn, kind: Direction, dims: list[int],
     if extra < 0 or any(d not in (1, -1) for d in dims[:extra]):
         raise served.mismatch(
             column, kind, f"a tensor of {column.rank} dimension(s) (plus leading dims of 1)",
-            f"dims {dims}")
+            served.dims_text(dims))
     return extra, tuple(dims[extra:])
 
 
 class _ServedModel:
-    """The model's metadata and config, as ``bind`` needs them, and its error messages."""
+    """The model's metadata and config, as ``resolve`` and ``bind`` need them, and the error
+    messages that show its signature."""
 
     def __init__(self, model: ModelRef, metadata: Mapping[str, Any],
                  config: Mapping[str, Any]) -> None:
@@ -171,6 +195,20 @@ class _ServedModel:
             kind: {t["name"]: t for t in metadata.get(f"{kind}s", [])}
             for kind in ("input", "output")}
         self.optional_inputs = {i["name"] for i in config.get("input", []) if i.get("optional")}
+
+    def dims(self, tensor: Mapping[str, Any]) -> list[int]:
+        """A tensor's dims without the batch dimension."""
+        return [int(d) for d in tensor["shape"]][1 if self.batched else 0:]
+
+    def dims_text(self, dims: list[int]) -> str:
+        return f"dims {dims}" + (" (after the batch dimension)" if self.batched else "")
+
+    def derived_types(self) -> dict[Direction, dict[str, tuple[DataType | None, bool]]]:
+        """Per tensor: the Flink type of a column derived from it, and whether it is optional."""
+        return {kind: {name: (flink_type_for(t["datatype"], self.dims(t)),
+                              name in self.optional_inputs)
+                       for name, t in tensors.items()}
+                for kind, tensors in self.tensors.items()}
 
     def check(self, column: TensorColumn, kind: Direction,
               options: TritonOptions) -> tuple[str, list[int]]:
@@ -189,13 +227,12 @@ class _ServedModel:
                 hint = (f" FLOAT values would be rounded to {datatype}: set "
                         "'half-precision-inputs' = 'true' to allow it.")
             raise self.mismatch(column, kind, column.expected_datatypes(kind), datatype, hint)
-        if datatype in ("FP16", "BF16") and not options.binary_data:
+        if datatype in HALF_PRECISION and not options.binary_data:
             # Triton 2.51: "receiving FP16 data via JSON is not supported"; JSON has no BF16.
             raise self.mismatch(column, kind, "'binary-data' = 'true' (Triton takes no "
                                 f"{datatype} in JSON form)",
                                 f"{datatype} with 'binary-data' = 'false'")
-        dims = [int(d) for d in tensor["shape"]][1 if self.batched else 0:]
-        return datatype, dims
+        return datatype, self.dims(tensor)
 
     def mismatch(self, column: TensorColumn, kind: Direction, expected: str, found: str,
                  hint: str = "") -> TritonRequestError:
@@ -294,15 +331,3 @@ def _column(model: ModelRef, name: str, tensor: str, data_type: DataType | str |
                 "type; declare the column's type explicitly.")
     return TensorColumn(name, data_type, tensor)
 
-
-def _served_tensors(metadata: Mapping[str, Any], config: Mapping[str, Any]
-                    ) -> dict[Direction, dict[str, tuple[DataType | None, bool]]]:
-    """Per tensor: the Flink type of a column derived from it, and whether it is optional."""
-    skip = 1 if int(config.get("max_batch_size", 0)) > 0 else 0
-    optional = {i["name"] for i in config.get("input", []) if i.get("optional")}
-    return {
-        kind: {t["name"]: (flink_type_for(t["datatype"], t["shape"][skip:]),
-                           t["name"] in optional)
-               for t in metadata.get(f"{kind}s", [])}
-        for kind in ("input", "output")
-    }

@@ -42,3 +42,16 @@ def test_null_input_skip_is_refused_for_a_datastream(triton):
     with pytest.raises(TritonConfigError, match="a DataStream element cannot be null"):
         TritonMapFunction({"endpoint": triton.http_endpoint, "model-name": "add_one",
                            "null-input": "skip"})
+
+
+def test_tinyint_arrays_are_lists_of_ints(triton, stream_env):
+    stream_env.set_parallelism(1)
+    model = TritonMapFunction({"endpoint": triton.http_endpoint,
+                               "model-name": "identity_int8_array"})
+    assert model.output_type == Types.BASIC_ARRAY(Types.BYTE())
+    values = [[-128, 0, 127], [], [5]]
+    elements = stream_env.from_collection(values, type_info=Types.BASIC_ARRAY(Types.BYTE()))
+
+    outputs = list(elements.map(model, output_type=model.output_type).execute_and_collect())
+
+    assert sorted(outputs) == sorted(values)

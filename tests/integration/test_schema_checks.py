@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pyflink_triton import TritonRequestError, TritonScalarFunction
+from pyflink_triton import TritonConfigError, TritonRequestError, TritonScalarFunction, create_model
 from pyflink_triton.inference import TritonInference
 
 from jobs import open_session, sequence_source, stateful_options
@@ -119,6 +119,7 @@ def test_mismatch_at_the_record(triton, model, value, expected):
     with open_session(triton, model) as session, pytest.raises(TritonRequestError) as failure:
         session.infer([value])
     assert expected in str(failure.value)
+    assert f"'{model}'" in str(failure.value)  # a job may call several models
 
 
 def test_ragged_array_fails_a_flink_job_naming_the_column(triton, t_env):
@@ -152,3 +153,13 @@ def test_null_input_skip_returns_null_and_draws_no_sequence_id(triton, t_env):
     assert [r["input"] for r in reports] == [1, 2, 4, 5, 7, 8, 10]
     # IDs are drawn only for records that were sent: the counter has no gaps.
     assert sorted(int(r["sequence_id"].rsplit("-", 1)[1]) for r in reports) == list(range(7))
+
+
+def test_derived_columns_are_checked_at_registration(triton, t_env):
+    """When registration fetched the model's metadata anyway, a mismatch fails there."""
+    with pytest.raises(TritonConfigError) as failure:
+        create_model(t_env, "half", {"endpoint": triton.http_endpoint,
+                                     "model-name": "identity_fp16"})
+    assert "set 'half-precision-inputs' = 'true' to allow it" in str(failure.value)
+    assert "inputs [INPUT0 FP16 [1]]" in str(failure.value)
+    assert "half" not in t_env.list_user_defined_functions()

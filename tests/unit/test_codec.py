@@ -613,6 +613,7 @@ def test_encode_json_rejects_non_utf8_bytes(data_type, value):
     assert "BYTES" in message
     assert "'binary-data' = 'false'" in message
     assert "UTF-8" in message
+    assert "\\x" not in message and repr(value) not in message  # the value is not repeated
     assert encoder(data_type, binary=True).encode(value)._get_binary_data()  # binary is fine
 
 
@@ -780,6 +781,17 @@ def test_encode_ragged_rejected(data_type, value, batched):
     with pytest.raises(TritonRequestError) as info:
         encoder(data_type, batched=batched, name="my_column").encode(value)
     assert "'my_column'" in str(info.value)
+
+
+@pytest.mark.parametrize("data_type, value", [
+    (D.ARRAY(D.ARRAY(D.INT())), [[1, 2], None]),
+    (D.ARRAY(D.ARRAY(D.INT())), [None]),
+    (D.ARRAY(D.ARRAY(D.ARRAY(D.INT()))), [[[1]], [None]]),
+    (D.ARRAY(D.ARRAY(D.STRING())), [["a"], None]),
+])
+def test_null_inner_array_is_named_as_null(data_type, value):
+    with pytest.raises(TritonRequestError, match="Column 'x' holds a NULL array element"):
+        encoder(data_type).encode(value)
 
 
 @pytest.mark.parametrize("data_type", [D.ARRAY(D.ARRAY(D.STRING())),

@@ -328,7 +328,8 @@ def test_derived_column_types(datatype, dims, expected, max_batch_size):
     """The batch dimension is never part of a column; leading dims of 1 are left out."""
     metadata, config = served_model([("IN", datatype, dims)], [("OUT", datatype, dims)],
                                     max_batch_size)
-    signature = resolve(served=Served(metadata, config), model=MM)
+    signature = resolve(served=Served(metadata, config), model=MM,
+                        half_precision_inputs="true")
     assert signature.inputs == (TensorColumn("IN", expected),)
     assert signature.outputs == (TensorColumn("OUT", expected),)
     assert signature.result_type == expected
@@ -408,13 +409,21 @@ def test_declared_names_take_types_from_the_server_in_declared_order():
 
 
 def test_mixed_declarations():
-    signature = resolve([("values", D.ARRAY(D.DOUBLE())), "Label"],
-                        ["Count", ("TOTAL", D.FLOAT())])
-    # a declared type is kept as is (bind() checks it against the model)
-    assert signature.inputs == (TensorColumn("values", D.ARRAY(D.DOUBLE())),
+    signature = resolve([("values", D.ARRAY(D.FLOAT())), "Label"],
+                        ["Count", ("TOTAL", D.DOUBLE())])
+    assert signature.inputs == (TensorColumn("values", D.ARRAY(D.FLOAT())),
                                 TensorColumn("Label", D.STRING()))
     assert signature.outputs == (TensorColumn("Count", D.BIGINT()),
-                                 TensorColumn("TOTAL", D.FLOAT()))
+                                 TensorColumn("TOTAL", D.DOUBLE()))
+
+
+def test_fetched_metadata_checks_declared_types_at_registration():
+    """When the model's metadata was fetched anyway, what open() would refuse fails now."""
+    message = config_error([("values", D.ARRAY(D.DOUBLE())), "Label"], "Count")
+    assert message.splitlines()[0] == (
+        "Model 'multi_io': Column 'values' (ARRAY<DOUBLE>) does not fit input tensor "
+        "'values': expected FP64, found FP32.")
+    assert message.splitlines()[1] == MULTI_IO_SIGNATURE
 
 
 def test_declared_outputs_with_derived_inputs_fetch_once():
@@ -576,7 +585,7 @@ def test_column_declared_twice(inputs, output, repeated, kind):
 
 
 def test_column_names_are_case_sensitive():
-    signature = resolve([("label", D.STRING()), ("Label", D.STRING())], "TOTAL",
+    signature = resolve([("label", D.ARRAY(D.FLOAT())), ("Label", D.STRING())], "TOTAL",
                         input_names="label:values")
     assert [c.name for c in signature.inputs] == ["label", "Label"]
 
@@ -624,9 +633,10 @@ def test_served_datatype_without_flink_type():
     message = config_error(served=Served(metadata, config), model=MM)
     assert message == ("The input tensor 'A' of model 'mm' has a datatype with no Flink type; "
                        "declare the column's type explicitly.")
-    # declaring it is allowed at registration (bind() then refuses the datatype)
-    signature = resolve([("A", D.FLOAT())], served=Served(metadata, config), model=MM)
-    assert signature.inputs == (TensorColumn("A", D.FLOAT()),)
+    # declaring it does not help: the fetched metadata is checked at registration
+    message = config_error([("A", D.FLOAT())], served=Served(metadata, config), model=MM)
+    assert "Column 'A' (FLOAT) does not fit input tensor 'A'" in message
+    assert "found FP8." in message
 
 
 @pytest.mark.parametrize("declaration", [
@@ -960,7 +970,8 @@ def test_bind_scalar_column_needs_dims_of_one(kind, dims):
     message = bind_error(signature, metadata, config, MM)
     assert message.splitlines()[0] == (
         f"Model 'mm': Column 'T' (FLOAT) does not fit {kind} tensor 'T': expected dims of "
-        f"size 1 (a scalar), found dims {dims}; declare the column as an ARRAY.")
+        f"size 1 (a scalar), found dims {dims} (after the batch dimension); declare the "
+        "column as an ARRAY.")
     assert f"T FP32 {[-1, *dims]}" in message.splitlines()[-1]
 
 
@@ -1117,11 +1128,26 @@ def test_derived_signature_binds_and_encodes_the_served_shapes(inputs, outputs, 
 @given(inputs=tensors("in"), outputs=tensors("out"))
 def test_derived_half_precision_inputs_need_the_option(inputs, outputs):
     metadata, config = served_model(inputs, outputs)
-    signature = resolve(served=Served(metadata, config), model=MM)
     half = [name for name, datatype, _ in inputs if datatype in ("FP16", "BF16")]
     if not half:
-        bind(signature, metadata, config, MM)
+        bind(resolve(served=Served(metadata, config), model=MM), metadata, config, MM)
         return
-    message = bind_error(signature, metadata, config, MM)
+    message = config_error(served=Served(metadata, config), model=MM)  # found at registration
     assert f"input tensor '{half[0]}'" in message
     assert "'half-precision-inputs' = 'true'" in message
+
+
+@pytest.mark.parametrize("dims", [[-1, 1], [-1, 1, 1]])
+def test_bind_array_for_a_variable_dim_followed_by_ones(dims):
+    """ARRAY<FLOAT> for [-1, 1] would put the values on the dim of size 1: refused at open()."""
+    metadata, config = served_model([("X", "FP32", dims)], [("Y", "FP32", [1])])
+    message = bind_error(declared([("X", D.ARRAY(D.FLOAT()))], ("Y", D.FLOAT())),
+                         metadata, config, MM)
+    assert message.splitlines()[0] == (
+        f"Model 'mm': Column 'X' (ARRAY<FLOAT>) does not fit input tensor 'X': expected an "
+        f"ARRAY of {len(dims)} level(s) (one per dim from the first that is not 1), found "
+        f"dims {dims}.")
+    bound = bind(declared([("X", D.ARRAY(D.ARRAY(D.FLOAT())))], ("Y", D.FLOAT())),
+                 metadata, config, MM) if len(dims) == 2 else None
+    if bound is not None:
+        assert bound.inputs[0].encode([[1.0], [2.0]]).shape() == [2, 1]
