@@ -204,14 +204,21 @@ class InputCodec:
         return NUMPY_DTYPES[self.datatype]
 
     @cached_property
+    def _is_integer(self) -> bool:
+        return bool(np.issubdtype(self._numpy_dtype, np.integer))
+
+    @cached_property
     def _prefix(self) -> list[int]:
         return [1] * (int(self.batched) + self.leading_ones)
+
+    @cached_property
+    def _scalar_shape(self) -> list[int]:
+        return [*self._prefix, *self.dims]
 
     def encode(self, value: Any) -> InferInput:
         """One record's value (not NULL) as an input tensor."""
         array = self._to_numpy(value)
-        shape = [*self._prefix, *array.shape] if self.column.rank else [
-            *self._prefix, *self.dims]
+        shape = [*self._prefix, *array.shape] if self.column.rank else self._scalar_shape
         tensor = InferInput(self.column.tensor, shape, self.datatype)
         try:
             tensor.set_data_from_numpy(array.reshape(shape), binary_data=self.binary)
@@ -242,7 +249,7 @@ class InputCodec:
             raise
         if raw.dtype == np.object_ and any(item is None for item in raw.flat):
             raise _null_element(column.name)
-        if np.issubdtype(self._numpy_dtype, np.integer):
+        if self._is_integer:
             if raw.dtype.kind == "f":
                 # numpy 1.x turns Python ints on both sides of 2**63 into float64: keep them
                 # exact (floats stay floats, and the range check refuses them).

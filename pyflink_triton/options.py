@@ -109,13 +109,17 @@ def parse_compression(text: str) -> str | None:
     return lowered or None
 
 
-def parse_sequence_id_type(text: str) -> Literal["string", "uint64"]:
-    lowered = text.strip().lower()
-    if lowered == "string":
-        return "string"
-    if lowered == "uint64":
-        return "uint64"
-    raise ValueError("not one of the sequence ID types")
+def parse_choice(*choices: str, what: str) -> Callable[[str], str]:
+    """A parser accepting one of ``choices``, in any case."""
+    def parse(text: str) -> str:
+        lowered = text.strip().lower()
+        if lowered not in choices:
+            raise ValueError(f"not one of the {what}")
+        return lowered
+    return parse
+
+
+parse_sequence_id_type = parse_choice("string", "uint64", what="sequence ID types")
 
 
 # Headers that the transport computes itself; a user value would corrupt the request.
@@ -189,13 +193,7 @@ def parse_tensor_names(text: str) -> tuple[tuple[str | None, str], ...]:
     return tuple(entries)
 
 
-def parse_null_input(text: str) -> Literal["fail", "skip"]:
-    lowered = text.strip().lower()
-    if lowered == "fail":
-        return "fail"
-    if lowered == "skip":
-        return "skip"
-    raise ValueError("not one of the NULL input behaviours")
+parse_null_input = parse_choice("fail", "skip", what="NULL input behaviours")
 
 
 def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
