@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import http.client
 import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -30,8 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from pyflink_triton import http1
 from pyflink_triton.inference import InferenceSession, TritonInference
 from pyflink_triton.server import LocalTritonServer
+
+from machine import machine_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "binary_vs_json.json"
@@ -72,30 +73,24 @@ class SizeResult:
 def body_sizes() -> Iterator[dict[str, int]]:
     """Record the HTTP body sizes of the requests and responses made meanwhile.
 
-    Wraps ``http.client`` (the transport's HTTP client) at class level: ``request`` sees the
-    exact body bytes the transport sends, ``HTTPResponse.read`` the (uncompressed) body it
-    receives. HTTP headers are not counted.
+    Wraps ``http1.Connection.exchange`` (the blocking transport's HTTP/1.1 framing) at class
+    level: it sees the exact request on the wire, whose head is cut off here, and the response
+    body. HTTP headers are not counted.
     """
     sizes = {"request": 0, "response": 0}
-    request, read = http.client.HTTPConnection.request, http.client.HTTPResponse.read
+    exchange = http1.Connection.exchange
 
-    def counting_request(self: http.client.HTTPConnection, method: str, url: str,
-                         body: Any = None, *args: Any, **kwargs: Any) -> None:
-        sizes["request"] = len(body or b"")
-        request(self, method, url, body, *args, **kwargs)
+    def counting_exchange(self: http1.Connection, request: bytes) -> http1.Response:
+        sizes["request"] = len(request.partition(b"\r\n\r\n")[2])
+        response = exchange(self, request)
+        sizes["response"] = len(response.body)
+        return response
 
-    def counting_read(self: http.client.HTTPResponse, amt: int | None = None) -> bytes:
-        data = read(self, amt)
-        sizes["response"] = len(data)
-        return data
-
-    http.client.HTTPConnection.request = counting_request  # type: ignore[method-assign]
-    http.client.HTTPResponse.read = counting_read  # type: ignore[method-assign]
+    http1.Connection.exchange = counting_exchange  # type: ignore[method-assign]
     try:
         yield sizes
     finally:
-        http.client.HTTPConnection.request = request  # type: ignore[method-assign]
-        http.client.HTTPResponse.read = read  # type: ignore[method-assign]
+        http1.Connection.exchange = exchange  # type: ignore[method-assign]
 
 
 def infer_checked(session: InferenceSession, values: list[float], expected: np.ndarray) -> float:
@@ -138,14 +133,6 @@ def server_version(endpoint: str) -> str:
         return str(json.load(response)["version"])
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def markdown_table(results: list[SizeResult]) -> str:
     lines = [
         "| elements | bytes/record binary | bytes/record JSON | ms/record median binary "
@@ -175,9 +162,7 @@ def run(server: LocalTritonServer) -> dict[str, Any]:
         results.append(result)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
-                    "platform": platform.platform(), "python": platform.python_version(),
-                    "tritonserver": server_version(endpoint),
+        "machine": {**machine_facts(), "tritonserver": server_version(endpoint),
                     "load_average_1m_before_after": [load_before[0], os.getloadavg()[0]]},
         "model": MODEL,
         "measured": "session.infer([values]) per record; bytes are HTTP body sizes",

@@ -5,12 +5,15 @@ Public entry points:
 - :func:`execute_sql` runs SQL in which ``CREATE MODEL ... 'provider' = 'triton'`` defines a
   function calling the model;
 - :func:`create_model` does the same from a dict of options;
-- :class:`TritonScalarFunction` (Table API / SQL) and :class:`TritonMapFunction` (DataStream)
-  take that dict directly;
-- ``python -m pyflink_triton.server`` runs a local Triton (extra ``pyflink-triton[server]``).
+- the adapters take that dict directly: :class:`TritonScalarFunction`,
+  :class:`TritonAsyncScalarFunction` and :class:`TritonVectorizedFunction` (Table API / SQL;
+  sync, async and vectorized), :class:`TritonMapFunction` and :class:`TritonAsyncFunction`
+  (DataStream; with :func:`async_map`), and :func:`vectorized_map` (a DataStream through the
+  vectorized function);
+- ``python -m pyflink_triton.server`` runs a local Triton.
 """
 
-from .datastream import TritonMapFunction
+from .datastream import TritonAsyncFunction, TritonMapFunction, async_map, vectorized_map
 from .errors import (
     TritonConfigError,
     TritonConnectionError,
@@ -20,11 +23,18 @@ from .errors import (
 )
 from .options import TritonOptions
 from .sql import execute_sql
-from .table import TritonScalarFunction, create_model
+from .table import (
+    TritonAsyncScalarFunction,
+    TritonScalarFunction,
+    TritonVectorizedFunction,
+    create_model,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TritonAsyncFunction",
+    "TritonAsyncScalarFunction",
     "TritonConfigError",
     "TritonConnectionError",
     "TritonError",
@@ -33,6 +43,9 @@ __all__ = [
     "TritonRequestError",
     "TritonScalarFunction",
     "TritonServerError",
+    "TritonVectorizedFunction",
+    "async_map",
     "create_model",
     "execute_sql",
+    "vectorized_map",
 ]

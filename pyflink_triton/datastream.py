@@ -1,7 +1,9 @@
-"""DataStream adapter: a PyFlink ``MapFunction`` that sends one request per element.
+"""DataStream adapters: the model as a map over a stream, in the three modes.
 
     f = TritonMapFunction({"endpoint": "http://localhost:8000", "model-name": "add_one"})
-    stream.map(f, output_type=f.output_type)
+    stream.map(f, output_type=f.output_type)                  # one blocking request per element
+    async_map(stream, TritonAsyncFunction(options))           # many requests in flight, in order
+    vectorized_map(t_env, stream, TritonVectorizedFunction(options))  # batched requests
 
 An element is the value of the model's single input, or a ``Row``/tuple with one field per
 input column (matched by field name when the Row has names, by position otherwise). A ROW result
@@ -13,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pyflink.common import Row
+from pyflink.common import Row, Time
 from pyflink.common.typeinfo import TypeInformation, Types
-from pyflink.datastream.functions import MapFunction, RuntimeContext
+from pyflink.datastream import AsyncDataStream, DataStream
+from pyflink.datastream.functions import AsyncFunction, MapFunction, RuntimeContext
+from pyflink.table.expressions import col
 from pyflink.table.types import (
     ArrayType,
     BigIntType,
@@ -35,9 +39,10 @@ from pyflink.table.types import (
 )
 
 from .errors import TritonConfigError, TritonRequestError
-from .inference import InferenceSession, TritonInference
+from .inference import AsyncInferenceSession, InferenceSession, TritonInference
 from .options import TritonOptions
 from .signature import ColumnDeclaration, OutputDeclaration
+from .table import TritonVectorizedFunction
 
 _PRIMITIVE_TYPE_INFO = {
     BooleanType: Types.BOOLEAN, TinyIntType: Types.BYTE, SmallIntType: Types.SHORT,
@@ -70,7 +75,9 @@ def type_info_for(data_type: DataType) -> TypeInformation:
     return Types.OBJECT_ARRAY(type_info_for(element))
 
 
-class TritonMapFunction(MapFunction):
+class _ElementFunction:
+    """What the per-element adapters share: validation, the output type, element -> values."""
+
     def __init__(self, options: Mapping[str, object] | TritonOptions,
                  inputs: Sequence[ColumnDeclaration] | None = None,
                  output: OutputDeclaration | None = None) -> None:
@@ -84,19 +91,19 @@ class TritonMapFunction(MapFunction):
                 "NULL; a DataStream element cannot be null. Filter NULL fields out before the "
                 "map (stream.filter(...)) instead.")
         self._input_names = [c.name for c in self.inference.signature.inputs]
-        self._session: InferenceSession | None = None
+
+    _session: Any = None  # opened in open(), per parallel instance
 
     @property
     def output_type(self) -> TypeInformation:
         return type_info_for(self.inference.signature.result_type)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._session = self.inference.open(runtime_context.get_index_of_this_subtask(),
-                                            runtime_context.get_attempt_number())
+        self._session = self._open_session(runtime_context.get_index_of_this_subtask(),
+                                           runtime_context.get_attempt_number())
 
-    def map(self, value: Any) -> Any:
-        assert self._session is not None, "map() before open()"
-        return self._session.infer(self._arguments(value))
+    def _open_session(self, subtask_index: int, attempt: int) -> Any:
+        raise NotImplementedError
 
     def _arguments(self, value: Any) -> Sequence[Any]:
         names = self._input_names
@@ -112,7 +119,59 @@ class TritonMapFunction(MapFunction):
             return list(value)
         return [value]
 
+
+class TritonMapFunction(_ElementFunction, MapFunction):
+    """One blocking request per element."""
+
+    def _open_session(self, subtask_index: int, attempt: int) -> InferenceSession:
+        return self.inference.open(subtask_index, attempt)
+
+    def map(self, value: Any) -> Any:
+        assert self._session is not None, "map() before open()"
+        return self._session.infer(self._arguments(value))
+
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+
+class TritonAsyncFunction(_ElementFunction, AsyncFunction):
+    """One request per element, up to 'max-concurrent-requests' in flight; apply it with
+    :func:`async_map`, which sets Flink's capacity to match."""
+
+    def _open_session(self, subtask_index: int, attempt: int) -> AsyncInferenceSession:
+        return self.inference.open_async(subtask_index, attempt)
+
+    async def async_invoke(self, value: Any) -> list[Any]:
+        assert self._session is not None, "async_invoke() before open()"
+        return [await self._session.infer(self._arguments(value))]
+
+    def close(self) -> None:
+        self._session = None  # (PyFlink stops the event loop first; sockets close with it)
+
+
+def async_map(stream: DataStream, function: TritonAsyncFunction) -> DataStream:
+    """``stream`` mapped through the model, results in input order, with Flink's capacity set
+    to 'max-concurrent-requests'. Each element's request is bounded by 'timeout'; Flink's own
+    timeout (0 here: none) would start a timer thread per element."""
+    return AsyncDataStream.ordered_wait(
+        stream, function, Time.milliseconds(0),
+        function.inference.options.max_concurrent_requests, function.output_type)
+
+
+def vectorized_map(t_env: Any, stream: DataStream,
+                   function: TritonVectorizedFunction) -> DataStream:
+    """``stream`` mapped through the model in Arrow batches, results in input order.
+
+    PyFlink's DataStream API has no vectorized functions, so the stream goes through the
+    Table API (``t_env``: a ``StreamTableEnvironment`` of the stream's environment): its
+    elements become rows (a ``Row`` type's fields, or one column for other types), the pandas
+    function runs on them, and the results come back as a stream of the function's
+    ``output_type``. The columns are matched to the model's inputs by position.
+    """
+    table = t_env.from_data_stream(stream)
+    arguments = [col(name) for name in table.get_schema().get_field_names()]
+    result = table.select(function.as_udf()(*arguments).alias("result"))
+    output_type = type_info_for(function.result_type)
+    return t_env.to_data_stream(result).map(lambda row: row[0], output_type=output_type)

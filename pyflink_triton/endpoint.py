@@ -2,7 +2,8 @@
 
 Accepted forms (as Flink's Java provider accepts them): ``host:port``, a base URL
 (``http://host:8000``, possibly behind a gateway path), or that URL followed by ``/v2`` or
-``/v2/models``. ``user:password@`` in the URL becomes HTTP basic auth and is never shown:
+``/v2/models``; for gRPC, ``grpc://host:8001`` (``grpcs://`` with TLS). ``user:password@`` in
+the URL becomes HTTP basic auth and is never shown:
 ``str(endpoint)`` and every message use the redacted form.
 """
 
@@ -12,7 +13,7 @@ import base64
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 8001, "grpcs": 443}
 _API_SUFFIXES = ("/v2/models", "/v2")
 
 
@@ -41,7 +42,8 @@ class Endpoint:
                              "between 1 and 65535)") from None
         scheme = parts.scheme.lower()
         if scheme not in _DEFAULT_PORTS:
-            raise ValueError(f"the scheme '{scheme}' is not supported; use http or https")
+            raise ValueError(f"the scheme '{scheme}' is not supported; use http, https, grpc "
+                             "or grpcs")
         if not parts.hostname:
             raise ValueError("the endpoint has no host")
         if parts.query or parts.fragment:
@@ -53,6 +55,8 @@ class Endpoint:
             if path.endswith(suffix):
                 path = path[: -len(suffix)]
                 break
+        if path and scheme.startswith("grpc"):
+            raise ValueError("a gRPC endpoint has no path; use grpc://host:port")
         # Credentials are percent-encoded in URLs: that is how '@' or ':' get into a password.
         username = unquote(parts.username) if parts.username is not None else None
         password = unquote(parts.password) if parts.password is not None else None
@@ -61,7 +65,17 @@ class Endpoint:
 
     @property
     def use_tls(self) -> bool:
-        return self.scheme == "https"
+        return self.scheme in ("https", "grpcs")
+
+    @property
+    def protocol(self) -> str:
+        """The protocol the scheme names: 'grpc' for grpc(s)://, else 'http'."""
+        return "grpc" if self.scheme.startswith("grpc") else "http"
+
+    @property
+    def address(self) -> str:
+        """host:port, as gRPC channels take it."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @property
     def has_credentials(self) -> bool:

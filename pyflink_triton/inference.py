@@ -1,27 +1,43 @@
-"""The core every adapter wraps: one Triton request per record.
+"""The core every adapter wraps: records in, Triton requests out, results back.
 
 :class:`TritonInference` is the picklable description of a model function (validated options
-plus the column signature), built at registration. Each parallel function instance calls
-:meth:`TritonInference.open` with its subtask index and gets an :class:`InferenceSession`: its
-own connection, its own sequence-ID counter, and codecs checked against the model the server
-serves. The PyFlink adapters in ``table`` and ``datastream`` only translate between
-Flink's calling conventions and this.
+plus the column signature), built at registration. Each parallel function instance opens one
+session with its subtask index; the session owns its connection(s), its sequence-ID counter and
+the codecs checked against the model the server serves:
+
+- :class:`InferenceSession`: one blocking request per record (``mode`` sync);
+- :class:`AsyncInferenceSession`: one request per record, awaited, many in flight (async);
+- :class:`BatchInferenceSession`: columns of many records, sent as requests of up to the
+  model's ``max_batch_size`` rows with bounded concurrency (vectorized).
+
+The PyFlink adapters in ``table`` and ``datastream`` only translate between Flink's calling
+conventions and these.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pyflink.common import Row
 
 from .errors import TritonConfigError, TritonError, TritonRequestError
-from .options import TritonOptions
+from .options import VECTORIZED_SEQUENCE_ERROR, TritonOptions
 from .sequence import SequenceIdGenerator, SequencePolicy
 from .signature import BoundSignature, ColumnDeclaration, ModelSignature, OutputDeclaration
-from .transport import HttpTransport, ModelRef
+from .transport import (
+    AsyncTransport,
+    InferRequest,
+    InferResponse,
+    ModelRef,
+    Transport,
+    connect,
+    connect_async,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +60,7 @@ class TritonInference:
         model = ModelRef(parsed.model_name, parsed.model_version)
 
         def fetch_served() -> tuple[dict[str, Any], dict[str, Any]]:
-            transport = HttpTransport.for_options(parsed)
+            transport = connect(parsed)
             try:
                 return transport.model_metadata(model), transport.model_config(model)
             except TritonError as e:
@@ -64,72 +80,250 @@ class TritonInference:
 
     def open(self, subtask_index: int, attempt: int = 0) -> InferenceSession:
         """Connect, check the signature against the served model, start the ID counter."""
-        transport = HttpTransport.for_options(self.options)
+        transport = connect(self.options)
         try:
-            # Fetched anew by every open(): the served model may have changed since
-            # registration (or since the last attempt).
-            bound = self.signature.bind(self.model, transport.model_metadata(self.model),
-                                        transport.model_config(self.model), self.options)
+            records = self._records(transport, subtask_index, attempt, "sync")
         except BaseException:
             transport.close()
             raise
+        return InferenceSession(records, transport)
+
+    def open_async(self, subtask_index: int, attempt: int = 0) -> AsyncInferenceSession:
+        """As :meth:`open`, for asyncio callers; the connections open on the first call."""
+        records = self._checked_records(subtask_index, attempt, "async")
+        return AsyncInferenceSession(
+            records, connect_async(self.options, self.options.max_concurrent_requests))
+
+    def open_batched(self, subtask_index: int, attempt: int = 0) -> BatchInferenceSession:
+        """As :meth:`open`, for callers with columns of many records (vectorized)."""
+        if self.options.sequence_id is not None:
+            raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
+        records = self._checked_records(subtask_index, attempt, "vectorized")
+        return BatchInferenceSession(
+            records, connect_async(self.options, self.options.max_concurrent_requests),
+            self.options)
+
+    def _checked_records(self, subtask_index: int, attempt: int, mode: str) -> RecordCodec:
+        transport = connect(self.options)  # a blocking one for the checks: open() is not async
+        try:
+            return self._records(transport, subtask_index, attempt, mode)
+        finally:
+            transport.close()
+
+    def _records(self, transport: Transport, subtask_index: int, attempt: int,
+                 mode: str) -> RecordCodec:
+        # Fetched anew by every open(): the served model may have changed since registration
+        # (or since the last attempt).
+        bound = self.signature.bind(self.model, transport.model_metadata(self.model),
+                                    transport.model_config(self.model), self.options)
         sequence_ids = SequencePolicy.from_options(self.options).for_subtask(subtask_index)
-        log.info("Triton model %s at %s: subtask %d, attempt %d, %s; %s", self.model,
-                 self.options.endpoint, subtask_index, attempt, sequence_ids.describe(),
-                 self.signature.describe())
-        return InferenceSession(self, transport, bound, sequence_ids)
+        log.info("Triton model %s at %s (%s, %s): subtask %d, attempt %d, %s; %s", self.model,
+                 self.options.endpoint, self.options.effective_protocol, mode, subtask_index,
+                 attempt, sequence_ids.describe(), self.signature.describe())
+        return RecordCodec(self, bound, sequence_ids)
+
+
+class RecordCodec:
+    """One record's values -> an :class:`InferRequest`; a response -> the record's result."""
+
+    def __init__(self, inference: TritonInference, bound: BoundSignature,
+                 sequence_ids: SequenceIdGenerator) -> None:
+        self.model = inference.model
+        self.bound = bound
+        self.sequence_ids = sequence_ids
+        self.priority = inference.options.priority
+        self.skip_nulls = inference.options.null_input == "skip"
+        self.outputs = tuple(codec.column.tensor for codec in bound.outputs)
+        self.row_fields = ([c.column.name for c in bound.outputs] if bound.row_output
+                           else None)
+
+    def request(self, values: Sequence[Any]) -> InferRequest | None:
+        """The request for one record, or None for a record that is skipped (a NULL)."""
+        inputs = self.bound.inputs
+        if len(values) != len(inputs):
+            raise TritonRequestError(
+                f"Model {self.model} takes {len(inputs)} argument(s) "
+                f"({', '.join(c.column.name for c in inputs)}), got {len(values)}.")
+        if any(value is None for value in values):
+            if self.skip_nulls:
+                return None
+            raise self.null_error([c.column.name for c, v in zip(inputs, values, strict=True)
+                                   if v is None])
+        try:
+            tensors = [codec.encode(value) for codec, value in zip(inputs, values, strict=True)]
+        except TritonRequestError as e:  # say which model, when a job calls several
+            raise TritonRequestError(f"Model {self.model}: {e}") from None
+        # Drawn after encoding, so a record that cannot be encoded uses up no ID.
+        return InferRequest(self.model, tensors, self.outputs, self.sequence_ids.next(),
+                            self.priority)
+
+    def result(self, response: InferResponse) -> Any:
+        """The record's result: the output column's value, or a ``Row`` of them."""
+        decoded = [codec.decode(response.as_numpy(codec.column.tensor), self.model.name)
+                   for codec in self.bound.outputs]
+        return self.row(decoded) if self.row_fields is not None else decoded[0]
+
+    def row(self, values: Sequence[Any]) -> Row:
+        row = Row(*values)
+        row.set_field_names(self.row_fields)
+        return row
+
+    def null_error(self, columns: Sequence[str]) -> TritonRequestError:
+        return TritonRequestError(
+            f"Column(s) {list(columns)} are NULL, and a Triton tensor cannot hold NULL (model "
+            f"{self.model}). Filter NULLs out or replace them with COALESCE, or set "
+            "'null-input' = 'skip' to return NULL for such records without calling the model.")
 
 
 class InferenceSession:
-    """One function instance's connection to the model; not thread-safe (one record at a time)."""
+    """Blocking, one record at a time (not thread-safe)."""
 
-    def __init__(self, inference: TritonInference, transport: HttpTransport,
-                 bound: BoundSignature, sequence_ids: SequenceIdGenerator) -> None:
-        self._model = inference.model
-        self._priority = inference.options.priority
-        self._skip_nulls = inference.options.null_input == "skip"
-        self._inputs = bound.inputs
-        self._outputs = bound.outputs
-        self._row_fields = [c.column.name for c in bound.outputs] if bound.row_output else None
-        self._requested_outputs = [codec.requested_output() for codec in bound.outputs]
+    def __init__(self, records: RecordCodec, transport: Transport) -> None:
+        self._records = records
         self._transport = transport
-        self.sequence_ids = sequence_ids
+        self.sequence_ids = records.sequence_ids
 
     def infer(self, values: Sequence[Any]) -> Any:
-        """Send one record (one value per input column) and return the result: the output
-        column's value, or a ``Row`` of them for a ROW result."""
-        if len(values) != len(self._inputs):
-            raise TritonRequestError(
-                f"Model {self._model} takes {len(self._inputs)} argument(s) "
-                f"({', '.join(c.column.name for c in self._inputs)}), got {len(values)}.")
-        if any(value is None for value in values):
-            if self._skip_nulls:
-                return None
-            raise self._null_error(values)
-        try:
-            tensors = [codec.encode(value) for codec, value in zip(self._inputs, values,
-                                                                   strict=True)]
-        except TritonRequestError as e:  # say which model, when a job calls several
-            raise TritonRequestError(f"Model {self._model}: {e}") from None
-        # Drawn after encoding, so a record that cannot be encoded uses up no ID.
-        sequence = self.sequence_ids.next()
-        result = self._transport.infer(self._model, tensors, self._requested_outputs, sequence,
-                                       self._priority)
-        decoded = [codec.decode(result.as_numpy(codec.column.tensor), self._model.name)
-                   for codec in self._outputs]
-        if self._row_fields is None:
-            return decoded[0]
-        row = Row(*decoded)
-        row.set_field_names(self._row_fields)
-        return row
-
-    def _null_error(self, values: Sequence[Any]) -> TritonRequestError:
-        columns = [codec.column.name for codec, value in zip(self._inputs, values, strict=True)
-                   if value is None]
-        return TritonRequestError(
-            f"Column(s) {columns} are NULL, and a Triton tensor cannot hold NULL (model "
-            f"{self._model}). Filter NULLs out or replace them with COALESCE, or set "
-            "'null-input' = 'skip' to return NULL for such records without calling the model.")
+        """Send one record (one value per input column) and return its result."""
+        request = self._records.request(values)
+        if request is None:
+            return None
+        return self._records.result(self._transport.infer(request))
 
     def close(self) -> None:
         self._transport.close()
+
+
+class AsyncInferenceSession:
+    """One request per record, many in flight; used from one event loop."""
+
+    def __init__(self, records: RecordCodec, transport: AsyncTransport) -> None:
+        self._records = records
+        self._transport = transport
+        self.sequence_ids = records.sequence_ids
+
+    async def infer(self, values: Sequence[Any]) -> Any:
+        # Everything up to the await runs as soon as the caller schedules the record, so
+        # records draw their sequence IDs in arrival order, as in the sync mode.
+        request = self._records.request(values)
+        if request is None:
+            return None
+        return self._records.result(await self._transport.infer(request))
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+
+class BatchInferenceSession:
+    """Columns of many records per call; sends them as batched requests, several at a time.
+
+    Owns a private event loop, run for the duration of each :meth:`infer_columns` call (from
+    whichever thread calls it: PyFlink may change threads between calls, never within one).
+    """
+
+    def __init__(self, records: RecordCodec, transport: AsyncTransport,
+                 options: TritonOptions) -> None:
+        self._records = records
+        self._transport = transport
+        self._loop = asyncio.new_event_loop()
+        self._max_in_flight = options.max_concurrent_requests
+        bound = records.bound
+        self._batched = bound.max_batch_size > 0
+        self._rows_per_request = (options.batch_size or bound.max_batch_size) if (
+            self._batched) else 1
+        # Rows whose ARRAY values may differ in shape cannot share a request blindly.
+        self._shapes_vary = any(c.column.rank and -1 in c.dims for c in bound.inputs)
+        if not self._batched:
+            log.warning("Model %s has max_batch_size 0 (no batch dimension), so the vectorized "
+                        "mode sends one request per row, %d at a time.", records.model,
+                        self._max_in_flight)
+
+    def infer_columns(self, columns: Sequence[Sequence[Any]],
+                      nulls: Sequence[np.ndarray | None] = ()) -> list[Sequence[Any]]:
+        """``columns``: one sequence of values per input column, all of one length;
+        ``nulls``: per column, a mask of its NULL values (None: no NULLs). Returns one
+        sequence of results per output column (None for a row skipped for a NULL)."""
+        rows = len(columns[0]) if columns else 0
+        masks = [m for m in nulls if m is not None and m.any()]
+        null_rows = np.logical_or.reduce(masks) if masks else None
+        if null_rows is not None and not self._records.skip_nulls:
+            first = int(np.flatnonzero(null_rows)[0])
+            raise self._records.null_error([
+                codec.column.name for codec, mask in zip(self._records.bound.inputs, nulls,
+                                                         strict=False)
+                if mask is not None and mask[first]])
+        indices = np.arange(rows) if null_rows is None else np.flatnonzero(~null_rows)
+        chunks, in_order = self._chunks(columns, indices)
+        results = self._loop.run_until_complete(self._send_all(columns, chunks))
+        outputs = range(len(self._records.bound.outputs))
+        if in_order and len(indices) == rows:  # the common case: no NULL, no regrouping
+            if len(results) == 1:
+                return results[0]
+            if all(isinstance(r[i], np.ndarray) for r in results for i in outputs):
+                return [np.concatenate([r[i] for r in results]) for i in outputs]
+        merged: list[list[Any]] = [[None] * rows for _ in outputs]
+        for chunk, result in zip(chunks, results, strict=True):
+            for i in outputs:
+                column = merged[i]
+                for row, value in zip(chunk.tolist(), result[i], strict=True):
+                    column[row] = value
+        return merged
+
+    def _chunks(self, columns: Sequence[Sequence[Any]],
+                indices: np.ndarray) -> tuple[list[np.ndarray], bool]:
+        """The row indices of each request (rows of equal shapes, at most the rows per
+        request), and whether they are the rows in order."""
+        groups = [indices]
+        if self._shapes_vary and self._batched:
+            by_shape: dict[tuple[Any, ...], list[int]] = {}
+            codecs = self._records.bound.inputs
+            for row in indices.tolist():
+                key = tuple(codec.value_shape(column[row])
+                            for codec, column in zip(codecs, columns, strict=True))
+                by_shape.setdefault(key, []).append(row)
+            groups = [np.asarray(g) for g in by_shape.values()]
+        size = self._rows_per_request
+        chunks = [g[start:start + size] for g in groups for start in range(0, len(g), size)]
+        return chunks, len(groups) == 1
+
+    async def _send_all(self, columns: Sequence[Sequence[Any]],
+                        chunks: list[np.ndarray]) -> list[list[Sequence[Any]]]:
+        slots = asyncio.Semaphore(self._max_in_flight)
+
+        async def send(chunk: np.ndarray) -> list[Sequence[Any]]:
+            async with slots:
+                return await self._send(columns, chunk)
+
+        return list(await asyncio.gather(*(send(chunk) for chunk in chunks)))
+
+    async def _send(self, columns: Sequence[Sequence[Any]],
+                    chunk: np.ndarray) -> list[Sequence[Any]]:
+        records = self._records
+        bound = records.bound
+        if not self._batched:  # one row
+            request = records.request([column[chunk[0]] for column in columns])
+            assert request is not None  # NULL rows are never sent
+            response = await self._transport.infer(request)
+            return [[codec.decode(response.as_numpy(codec.column.tensor), records.model.name)]
+                    for codec in bound.outputs]
+        try:
+            tensors = [codec.encode_batch(_take(column, chunk))
+                       for codec, column in zip(bound.inputs, columns, strict=True)]
+        except TritonRequestError as e:
+            raise TritonRequestError(f"Model {records.model}: {e}") from None
+        response = await self._transport.infer(
+            InferRequest(records.model, tensors, records.outputs, None, records.priority))
+        return [codec.decode_batch(response.as_numpy(codec.column.tensor), len(chunk),
+                                   records.model.name) for codec in bound.outputs]
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._transport.close())
+        finally:
+            self._loop.close()
+
+
+def _take(column: Sequence[Any], rows: np.ndarray) -> Sequence[Any]:
+    if isinstance(column, np.ndarray):
+        return column[rows]
+    return [column[row] for row in rows.tolist()]

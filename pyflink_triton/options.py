@@ -120,6 +120,14 @@ def parse_choice(*choices: str, what: str) -> Callable[[str], str]:
 
 
 parse_sequence_id_type = parse_choice("string", "uint64", what="sequence ID types")
+parse_protocol = parse_choice("http", "grpc", what="protocols")
+parse_mode = parse_choice("sync", "async", "vectorized", what="modes")
+
+
+def parse_positive_int(text: str) -> int:
+    if not re.fullmatch(r"\s*\+?\d+\s*", text) or int(text) < 1:
+        raise ValueError("not a positive integer")
+    return int(text)
 
 
 # Headers that the transport computes itself; a user value would corrupt the request.
@@ -211,6 +219,12 @@ def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
+VECTORIZED_SEQUENCE_ERROR = (
+    "The 'vectorized' mode sends many rows in one request, and a request carries one sequence "
+    "ID, so per-row sequence semantics ('sequence-id' and its flags) cannot be kept. Use "
+    "'mode' = 'async' (one request per row, many in flight) or 'sync' for stateful models.")
+
+
 # --- the options -------------------------------------------------------------------------------
 
 def _option(key: str, parse: Callable[[str], Any], accepted: str, description: str,
@@ -284,6 +298,33 @@ class TritonOptions:
     compression: str | None = _option(
         "compression", parse_compression, "gzip, or unset",
         "Compress request bodies with gzip (Content-Encoding: gzip).")
+    protocol: Literal["http", "grpc"] | None = _option(
+        "protocol", parse_protocol, "http or grpc, or unset",
+        "KServe v2 over HTTP/REST or over gRPC. Unset: gRPC for a grpc:// or grpcs:// "
+        "endpoint, HTTP otherwise. gRPC always sends tensors as raw bytes, so it does not take "
+        "'binary-data' = 'false'.")
+
+    mode: Literal["sync", "async", "vectorized"] | None = _option(
+        "mode", parse_mode, "sync, async or vectorized, or unset (sync)",
+        "How create_model and CREATE MODEL call the model. 'sync': a ScalarFunction, one "
+        "blocking request per row. 'async': an AsyncScalarFunction, one request per row with "
+        "up to 'max-concurrent-requests' in flight, results in input order. 'vectorized': a "
+        "pandas UDF that sends each Arrow batch as requests of up to 'batch-size' rows "
+        "(models with max_batch_size > 0; others get one request per row), "
+        "'max-concurrent-requests' at a time; no sequence options. The Python classes "
+        "(TritonScalarFunction, TritonAsyncScalarFunction, TritonVectorizedFunction) are the "
+        "modes themselves.")
+    max_concurrent_requests: int = _option(
+        "max-concurrent-requests", parse_positive_int, "a positive integer",
+        "Requests in flight per parallel subtask in the 'async' and 'vectorized' modes; also "
+        "the size of the connection pool. For 'async', create_model and CREATE MODEL set "
+        "PyFlink's table.exec.async-scalar.max-concurrent-operations to it (and its timeout "
+        "to 0, off: each row's request is bounded by 'timeout' instead, without PyFlink's "
+        "timer thread per row).", 16)
+    batch_size: int | None = _option(
+        "batch-size", parse_positive_int, "a positive integer, or unset",
+        "Rows per request in the 'vectorized' mode. Unset: the model's max_batch_size. "
+        "open() fails when it exceeds the model's max_batch_size.")
 
     input_names: tuple[tuple[str | None, str], ...] = _option(
         "input-names", parse_tensor_names,
@@ -385,6 +426,20 @@ class TritonOptions:
                 f"'sequence-id' = '{self.sequence_id}' is not valid with 'sequence-id-type' = "
                 "'uint64': expected an integer between 1 and 2^63-1 (Triton rejects 0, negative "
                 "and larger values).")
+        if self.protocol == "http" and self.endpoint.protocol == "grpc":
+            raise TritonConfigError(
+                f"'protocol' = 'http' does not fit the gRPC endpoint '{self.endpoint}'; use an "
+                "http:// endpoint (Triton's HTTP port, 8000 by default) or 'protocol' = 'grpc'.")
+        if self.protocol == "grpc" and self.endpoint.base_path:
+            raise TritonConfigError(
+                f"'protocol' = 'grpc' cannot use the path of endpoint '{self.endpoint}': a gRPC "
+                "endpoint is host:port (Triton's gRPC port, 8001 by default).")
+        if self.effective_protocol == "grpc" and not self.binary_data:
+            raise TritonConfigError(
+                "'binary-data' = 'false' (JSON tensors) exists only over HTTP; gRPC always "
+                "sends raw tensors. Remove it or use 'protocol' = 'http'.")
+        if self.mode == "vectorized" and self.sequence_id is not None:
+            raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
         credentials = [what for what, present in (
             ("user:password@ in 'endpoint'", self.endpoint.has_credentials),
             ("'auth-token'", self.auth_token is not None),
@@ -395,6 +450,10 @@ class TritonOptions:
             raise TritonConfigError(
                 f"{' and '.join(credentials)} are all sent as the Authorization header; keep "
                 "one of them.")
+
+    @property
+    def effective_protocol(self) -> Literal["http", "grpc"]:
+        return self.protocol or self.endpoint.protocol  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         shown = []

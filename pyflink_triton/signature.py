@@ -51,6 +51,7 @@ class BoundSignature:
     inputs: tuple[InputCodec, ...]
     outputs: tuple[OutputCodec, ...]
     row_output: bool
+    max_batch_size: int = 0  # rows one request may carry; 0: the model has no batch dimension
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,12 @@ class ModelSignature:
                 f"columns are: {', '.join(c.describe() for c in self.inputs)}. Declare a column "
                 "for each input (or map names with 'input-names').")
         outputs = tuple(self._bind_output(c, served, options) for c in self.outputs)
-        return BoundSignature(inputs, outputs, self.row_output)
+        if options.batch_size is not None and options.batch_size > max(served.max_batch_size, 1):
+            raise served.error(
+                f"'batch-size' = '{options.batch_size}' exceeds the model's max_batch_size "
+                f"{served.max_batch_size}; Triton refuses larger batches. Lower it, or leave it "
+                "unset to use max_batch_size.")
+        return BoundSignature(inputs, outputs, self.row_output, served.max_batch_size)
 
     @staticmethod
     def _bind_input(column: TensorColumn, served: _ServedModel,

@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import TritonConfigError
 from .options import PROVIDER
-from .table import TritonScalarFunction
+from .table import configure_async, function_for
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+|--[^\n]*|/\*.*?\*/)
@@ -235,9 +235,11 @@ def _create_triton_model(t_env: Any, statement: CreateModel) -> Any:
     # Validate (and derive undeclared columns) before Flink stores anything.
     outputs = statement.outputs
     output = outputs if outputs is None or len(outputs) > 1 else outputs[0]  # several: a ROW
-    function = TritonScalarFunction(statement.options, statement.inputs,
-                                    output).as_udf(statement.function_name)
+    adapter = function_for(statement.options, statement.inputs, output)
+    function = adapter.as_udf(statement.function_name)
     result = t_env.execute_sql(statement.text)
+    if adapter.MODE == "async":
+        configure_async(t_env, adapter.inference.options)
     t_env.create_temporary_function(statement.name, function)
     return result
 

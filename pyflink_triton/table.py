@@ -1,27 +1,65 @@
-"""Table API / SQL adapter: a PyFlink ``ScalarFunction`` that sends one request per row.
+"""Table API / SQL adapters: the three ways a PyFlink function can call the model.
 
     f = TritonScalarFunction({"endpoint": "http://localhost:8000", "model-name": "add_one"})
     t_env.create_temporary_function("add_one", f.as_udf())
     t_env.execute_sql("SELECT add_one(x) FROM t")
 
+- :class:`TritonScalarFunction`: one blocking request per row;
+- :class:`TritonAsyncScalarFunction`: one request per row, up to 'max-concurrent-requests' in
+  flight (PyFlink's ``AsyncScalarFunction``; process mode only);
+- :class:`TritonVectorizedFunction`: a pandas UDF; each Arrow batch goes out as requests of up
+  to the model's max_batch_size rows.
+
 Options and columns are validated in the constructor (at registration); ``open()`` reads the
 subtask index and attempt number from Flink's ``FunctionContext`` and opens the session.
+:func:`create_model` picks the class from the 'mode' option and registers it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from pyflink.table.types import DataType
-from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedScalarFunctionWrapper, udf
+import numpy as np
+import pandas as pd
+from pyflink.table.types import (
+    BigIntType,
+    DataType,
+    DoubleType,
+    FloatType,
+    IntType,
+    SmallIntType,
+    TinyIntType,
+)
+from pyflink.table.udf import (
+    AsyncScalarFunction,
+    FunctionContext,
+    ScalarFunction,
+    UserDefinedFunctionWrapper,
+    udf,
+)
 
-from .inference import InferenceSession, TritonInference
-from .options import TritonOptions
+from . import _pyflink_fixes
+from .errors import TritonConfigError
+from .inference import (
+    AsyncInferenceSession,
+    BatchInferenceSession,
+    InferenceSession,
+    TritonInference,
+)
+from .options import VECTORIZED_SEQUENCE_ERROR, TritonOptions
 from .signature import ColumnDeclaration, OutputDeclaration
 
+_pyflink_fixes.copy_rows_before_async_eval()  # here: this module is imported in the workers
 
-class TritonScalarFunction(ScalarFunction):
+
+class _TritonFunction:
+    """Registration-time part shared by the three adapters."""
+
+    MODE: ClassVar[str]
+    FUNC_TYPE: ClassVar[str] = "general"
+    _session: Any = None  # opened in open(), per parallel instance
+
     def __init__(self, options: Mapping[str, object] | TritonOptions,
                  inputs: Sequence[ColumnDeclaration] | None = None,
                  output: OutputDeclaration | None = None) -> None:
@@ -31,7 +69,12 @@ class TritonScalarFunction(ScalarFunction):
         not declared is taken from the model's metadata on the server: all its (required)
         inputs, and its output, or a ROW of its outputs when it has several."""
         self.inference = TritonInference.create(options, inputs, output)
-        self._session: InferenceSession | None = None
+        mode = self.inference.options.mode
+        if mode not in (None, self.MODE):
+            raise TritonConfigError(
+                f"'mode' = '{mode}' does not fit {type(self).__name__}, which is the "
+                f"'{self.MODE}' mode; use {_CLASSES[mode].__name__}, or create_model / "
+                "CREATE MODEL, which pick the class from 'mode'.")
 
     @property
     def input_types(self) -> list[DataType]:
@@ -41,37 +84,154 @@ class TritonScalarFunction(ScalarFunction):
     def result_type(self) -> DataType:
         return self.inference.signature.result_type
 
-    def as_udf(self, name: str | None = None) -> UserDefinedScalarFunctionWrapper:
+    def as_udf(self, name: str | None = None) -> UserDefinedFunctionWrapper:
         """The PyFlink UDF to register (``create_temporary_function``) or call."""
         return udf(self, input_types=self.input_types, result_type=self.result_type,
-                   deterministic=False, name=name)
+                   deterministic=False, name=name, func_type=self.FUNC_TYPE)
+
+    def is_deterministic(self) -> bool:
+        return False  # each call is a request to a (possibly stateful) model
 
     def open(self, function_context: FunctionContext) -> None:
-        self._session = self.inference.open(function_context.get_index_of_this_subtask(),
-                                            function_context.get_attempt_number())
+        self._session = self._open_session(function_context.get_index_of_this_subtask(),
+                                           function_context.get_attempt_number())
 
-    def eval(self, *args: Any) -> Any:
-        assert self._session is not None, "eval() before open()"
-        return self._session.infer(args)
+    def _open_session(self, subtask_index: int, attempt: int) -> Any:
+        raise NotImplementedError
 
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
             self._session = None
 
-    def is_deterministic(self) -> bool:
-        return False  # each call is a request to a (possibly stateful) model
+
+class TritonScalarFunction(_TritonFunction, ScalarFunction):
+    MODE = "sync"
+
+    def _open_session(self, subtask_index: int, attempt: int) -> InferenceSession:
+        return self.inference.open(subtask_index, attempt)
+
+    def eval(self, *args: Any) -> Any:
+        assert self._session is not None, "eval() before open()"
+        return self._session.infer(args)
+
+
+class TritonAsyncScalarFunction(_TritonFunction, AsyncScalarFunction):
+    """Needs process mode (PyFlink has no async functions in thread mode). PyFlink's own
+    bound and timeout apply too: :func:`create_model` sets them from the options."""
+
+    MODE = "async"
+
+    def _open_session(self, subtask_index: int, attempt: int) -> AsyncInferenceSession:
+        return self.inference.open_async(subtask_index, attempt)
+
+    async def eval(self, *args: Any) -> Any:
+        assert self._session is not None, "eval() before open()"
+        return await self._session.infer(args)
+
+    def close(self) -> None:
+        # PyFlink stops the event loop before close(); the pool's sockets close with it.
+        self._session = None
+
+
+class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
+    """A pandas UDF. PyFlink hands it NULL FLOAT/DOUBLE values as NaN and turns NaN results
+    into NULL (its Arrow conversion); other NULLs follow 'null-input'."""
+
+    MODE = "vectorized"
+    FUNC_TYPE = "pandas"
+
+    def __init__(self, options: Mapping[str, object] | TritonOptions,
+                 inputs: Sequence[ColumnDeclaration] | None = None,
+                 output: OutputDeclaration | None = None) -> None:
+        super().__init__(options, inputs, output)
+        if self.inference.options.sequence_id is not None:
+            raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
+        # How PyFlink's Arrow -> pandas conversion shows a NULL: NaN in FLOAT/DOUBLE columns,
+        # where it cannot be told from a NaN value; NaN in integer columns, which then become
+        # float columns; None elsewhere.
+        types = [c.data_type for c in self.inference.signature.inputs]
+        self._nan_is_a_value = [isinstance(t, FloatType | DoubleType) for t in types]
+        self._integer = [isinstance(t, TinyIntType | SmallIntType | IntType | BigIntType)
+                         for t in types]
+
+    def _open_session(self, subtask_index: int, attempt: int) -> BatchInferenceSession:
+        return self.inference.open_batched(subtask_index, attempt)
+
+    def eval(self, *series: pd.Series) -> pd.Series | pd.DataFrame:
+        assert self._session is not None, "eval() before open()"
+        columns, nulls = [], []
+        for values, nan_is_a_value, integer in zip(series, self._nan_is_a_value, self._integer,
+                                                   strict=True):
+            mask = None if nan_is_a_value else values.isna().to_numpy()
+            if mask is not None and mask.any() and integer:
+                values = values.fillna(0).astype(np.int64)  # (NULL rows are never sent)
+            columns.append(_plain(values))
+            nulls.append(mask)
+        results = self._session.infer_columns(columns, nulls)
+        signature = self.inference.signature
+        if not signature.row_output:
+            return pd.Series(results[0])
+        return pd.DataFrame({c.name: pd.Series(r) for c, r in zip(signature.outputs, results,
+                                                                  strict=True)})
+
+
+_CLASSES: dict[str, type[_TritonFunction]] = {
+    c.MODE: c for c in (TritonScalarFunction, TritonAsyncScalarFunction,
+                        TritonVectorizedFunction)}
+
+
+def _plain(values: pd.Series) -> Sequence[Any]:
+    """A column as the codecs take it: a numpy array for numbers, else plain Python values
+    (Arrow hands ARRAY values over as numpy arrays, possibly of numpy arrays)."""
+    array = values.to_numpy()
+    if array.dtype != np.object_:
+        return array
+    return [_nested_list(v) for v in array.tolist()]
+
+
+def _nested_list(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_nested_list(v) for v in value.tolist()] if value.dtype == np.object_ else value
+    return value
+
+
+def function_for(options: Mapping[str, object] | TritonOptions,
+                 inputs: Sequence[ColumnDeclaration] | None = None,
+                 output: OutputDeclaration | None = None) -> _TritonFunction:
+    """The adapter the 'mode' option asks for (sync when unset)."""
+    parsed = options if isinstance(options, TritonOptions) else TritonOptions.from_dict(options)
+    return _CLASSES[parsed.mode or "sync"](parsed, inputs, output)
+
+
+def configure_async(t_env: Any, options: TritonOptions) -> None:
+    """Set PyFlink's async-function settings of ``t_env`` for the options (they apply to every
+    async function of ``t_env``: PyFlink has no per-function setting):
+
+    - at most 'max-concurrent-requests' calls in flight;
+    - no PyFlink timeout: PyFlink would start a timer thread per row, which halves the rows/s
+      it can do; each row's request is bounded by 'timeout' on the event loop instead;
+    - no retries: a retried call would draw a new sequence ID and resend a row the model may
+      already have seen.
+    """
+    config = t_env.get_config()
+    config.set("table.exec.async-scalar.max-concurrent-operations",
+               str(options.max_concurrent_requests))
+    config.set("table.exec.async-scalar.timeout", "0 ms")
+    config.set("table.exec.async-scalar.retry-strategy", "NO_RETRY")
 
 
 def create_model(t_env: Any, name: str, options: Mapping[str, object],
                  inputs: Sequence[ColumnDeclaration] | None = None,
-                 output: OutputDeclaration | None = None) -> UserDefinedScalarFunctionWrapper:
+                 output: OutputDeclaration | None = None) -> UserDefinedFunctionWrapper:
     """Register a temporary function ``name`` that calls the model, callable from SQL.
 
     The Python equivalent of ``CREATE MODEL name [INPUT (...)] [OUTPUT (...)] WITH (...)``
-    handled by :func:`pyflink_triton.execute_sql`.
+    handled by :func:`pyflink_triton.execute_sql`. 'mode' picks sync, async or vectorized.
     """
-    function = TritonScalarFunction(options, inputs, output).as_udf(name.split(".")[-1])
+    adapter = function_for(options, inputs, output)
+    if adapter.MODE == "async":
+        configure_async(t_env, adapter.inference.options)
+    function = adapter.as_udf(name.split(".")[-1])
     t_env.create_temporary_function(name, function)
     return function
-

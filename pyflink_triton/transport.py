@@ -1,36 +1,35 @@
-"""Triton transport: KServe v2 over HTTP/1.1, one keep-alive connection per function instance.
+"""Triton transport: how requests reach the server, whatever the protocol.
 
-tritonclient builds and parses the bodies (its JSON + binary tensor extension); the HTTP itself
-is ``http.client``, because tritonclient's own HTTP client runs on gevent and may only be used
-from the thread that created it, while PyFlink may call ``open()`` and ``eval()`` from different
-threads (in loopback mode, each bundle can run on another thread). Failures become
-:class:`TritonConnectionError` or :class:`TritonServerError` whose messages name the model and
-the (redacted) endpoint.
+A transport sends one :class:`InferRequest` (already encoded tensors, the outputs to return,
+the sequence fields) and gives back the output tensors as numpy arrays. Four exist, chosen by
+:func:`connect` and :func:`connect_async` from the options:
+
+- ``http_transport``: KServe v2 over HTTP/1.1, blocking (``http.client``, one keep-alive
+  connection) or asyncio (``aiohttp``, a pool of keep-alive connections);
+- ``grpc_transport``: KServe v2 over gRPC (tritonclient's sync and ``aio`` clients, one
+  HTTP/2 channel multiplexing the requests in flight).
+
+Whatever the protocol, failures become :class:`TritonConnectionError` or
+:class:`TritonServerError` whose messages name the model and the (redacted) endpoint.
 """
 
 from __future__ import annotations
 
-import gzip
-import http.client
-import json
-import logging
-import select
+import asyncio
+import contextlib
 import socket
-import ssl
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput, InferResult
-from tritonclient.utils import InferenceServerException
+import numpy as np
 
+from .codec import InputTensor
 from .endpoint import Endpoint
 from .errors import TritonConnectionError, TritonServerError
 from .options import TritonOptions
 from .sequence import SequenceParams
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,132 +48,94 @@ class ModelRef:
         return f"'{self.name}'" + (f" version {self.version}" if self.version else "")
 
 
-class HttpTransport:
-    def __init__(self, endpoint: Endpoint, timeout: timedelta,
-                 headers: Mapping[str, str] = (), compression: str | None = None) -> None:
-        self.endpoint = endpoint
-        self._timeout = timeout.total_seconds()
-        self._compression = compression
-        self._headers = dict(headers)
-        self._connection: http.client.HTTPConnection | None = None
-        self._paths: dict[tuple[str, ...], str] = {}  # URL-quoted once, not per record
+@dataclass(frozen=True)
+class InferRequest:
+    """One inference request, before a protocol puts it on the wire."""
 
-    @classmethod
-    def for_options(cls, options: TritonOptions) -> HttpTransport:
-        return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression)
-
-    # --- the calls ---------------------------------------------------------------------------
-
-    def model_metadata(self, model: ModelRef) -> dict[str, Any]:
-        return self._get_json(model, model.path_segments())
-
-    def model_config(self, model: ModelRef) -> dict[str, Any]:
-        return self._get_json(model, (*model.path_segments(), "config"))
-
-    def infer(self, model: ModelRef, inputs: Sequence[InferInput],
-              outputs: Sequence[InferRequestedOutput], sequence: SequenceParams | None,
-              priority: int | None) -> InferResult:
-        body, json_size = InferenceServerClient.generate_request_body(
-            list(inputs), outputs=list(outputs),
-            sequence_id=sequence.sequence_id if sequence else 0,
-            sequence_start=sequence.start if sequence else False,
-            sequence_end=sequence.end if sequence else False,
-            priority=priority or 0)
-        headers = {"Content-Type": "application/octet-stream"}
-        if json_size is not None:
-            headers["Inference-Header-Content-Length"] = str(json_size)
-        if self._compression == "gzip":
-            body = gzip.compress(body)
-            headers["Content-Encoding"] = "gzip"
-        response, data = self._round_trip(model, "POST", (*model.path_segments(), "infer"),
-                                          body, headers)
-        header_length = response.getheader("Inference-Header-Content-Length")
-        try:
-            return InferResult.from_response_body(
-                data, False, int(header_length) if header_length else None,
-                response.getheader("Content-Encoding"))
-        except (InferenceServerException, ValueError) as e:  # e.g. raw bytes in JSON text
-            reason = e.message() if isinstance(e, InferenceServerException) else str(e)
-            raise TritonServerError(
-                f"The Triton server at {self.endpoint} answered model {model} with a response "
-                f"that cannot be read: {reason}", response.status) from None
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-    # --- plumbing ----------------------------------------------------------------------------
-
-    def _get_json(self, model: ModelRef, segments: Sequence[str]) -> dict[str, Any]:
-        _, data = self._round_trip(model, "GET", segments, None, {})
-        return json.loads(data)
-
-    def _connect(self) -> http.client.HTTPConnection:
-        connection = self._connection
-        if connection is not None and connection.sock is not None and _closed_by_peer(
-                connection.sock):
-            # The server closed the idle keep-alive connection: open a new one before sending,
-            # so that a request is never sent twice.
-            log.debug("keep-alive connection to %s was closed by the server", self.endpoint)
-            self.close()
-        if self._connection is None:
-            host, port = self.endpoint.host, self.endpoint.port
-            if self.endpoint.use_tls:
-                self._connection = http.client.HTTPSConnection(
-                    host, port, timeout=self._timeout, context=ssl.create_default_context())
-            else:
-                self._connection = http.client.HTTPConnection(host, port, timeout=self._timeout)
-        return self._connection
-
-    def _round_trip(self, model: ModelRef, method: str, segments: Sequence[str],
-                    body: bytes | None, headers: dict[str, str]
-                    ) -> tuple[http.client.HTTPResponse, bytes]:
-        segments = tuple(segments)
-        path = self._paths.get(segments) or self._paths.setdefault(
-            segments, self.endpoint.path(*segments))
-        connection = self._connect()
-        try:
-            connection.request(method, path, body=body,
-                               headers={**self._headers, **headers})
-            response = connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as e:
-            self.close()
-            raise self._connection_error(model, e) from None
-        if response.will_close:
-            self.close()
-        if response.status != 200:
-            raise self._server_error(model, response.status, data)
-        return response, data
-
-    def _connection_error(self, model: ModelRef, cause: BaseException) -> TritonConnectionError:
-        if isinstance(cause, socket.timeout | TimeoutError):
-            reason = f"no answer within the timeout of {self._timeout:g} s (option 'timeout')"
-        else:
-            reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-        return TritonConnectionError(
-            f"Cannot reach the Triton server at {self.endpoint} (option 'endpoint') for model "
-            f"{model}: {reason}.")
-
-    def _server_error(self, model: ModelRef, status: int, data: bytes) -> TritonServerError:
-        try:
-            detail = json.loads(data).get("error") or data.decode(errors="replace")
-        except (ValueError, AttributeError):
-            detail = data.decode(errors="replace")[:500]
-        return TritonServerError(
-            f"The Triton server at {self.endpoint} answered HTTP {status} for model {model}: "
-            f"{detail}{_hint(status, detail)}", status)
+    model: ModelRef
+    inputs: Sequence[InputTensor]
+    outputs: tuple[str, ...]  # names of the output tensors to return
+    sequence: SequenceParams | None = None
+    priority: int | None = None
 
 
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """An idle keep-alive socket has nothing to read; readable means the server closed it."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)
+class InferResponse(Protocol):
+    def as_numpy(self, name: str) -> np.ndarray | None: ...
 
 
-def request_headers(options: TritonOptions) -> dict[str, str]:
+class Transport(Protocol):
+    """Blocking calls; used by one thread at a time."""
+
+    def model_metadata(self, model: ModelRef) -> dict[str, Any]: ...
+
+    def model_config(self, model: ModelRef) -> dict[str, Any]: ...
+
+    def infer(self, request: InferRequest) -> InferResponse: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    """asyncio calls; bound to the event loop of its first call, many requests in flight."""
+
+    async def infer(self, request: InferRequest) -> InferResponse: ...
+
+    async def close(self) -> None: ...
+
+
+def connect(options: TritonOptions) -> Transport:
+    if options.effective_protocol == "grpc":
+        from .grpc_transport import GrpcTransport  # imports grpc only when asked for
+        return GrpcTransport.for_options(options)
+    from .http_transport import HttpTransport
+    return HttpTransport.for_options(options)
+
+
+def connect_async(options: TritonOptions, max_in_flight: int) -> AsyncTransport:
+    """An asyncio transport whose connection pool holds ``max_in_flight`` connections."""
+    if options.effective_protocol == "grpc":
+        from .grpc_transport import AsyncGrpcTransport
+        return AsyncGrpcTransport.for_options(options)
+    from .http_transport import AsyncHttpTransport
+    return AsyncHttpTransport.for_options(options, max_in_flight)
+
+
+def deadline(seconds: float) -> AbstractAsyncContextManager[Any]:
+    """A bound on the awaits inside ``async with``: ``asyncio.timeout`` (raising
+    ``TimeoutError``) on Python 3.11+, where it costs no extra task per call as ``wait_for``
+    does; on 3.10, ``wait_for`` semantics are approximated by no bound here, and callers that
+    must be bounded use ``asyncio.wait_for`` themselves."""
+    timeout = getattr(asyncio, "timeout", None)
+    return timeout(seconds) if timeout else contextlib.nullcontext()
+
+
+def connection_error(endpoint: Endpoint, model: ModelRef, cause: BaseException,
+                     timeout: float) -> TritonConnectionError:
+    if isinstance(cause, socket.timeout | TimeoutError):
+        reason = f"no answer within the timeout of {timeout:g} s (option 'timeout')"
+    else:
+        reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    return TritonConnectionError(
+        f"Cannot reach the Triton server at {endpoint} (option 'endpoint') for model "
+        f"{model}: {reason}.")
+
+
+def server_error(endpoint: Endpoint, model: ModelRef, status: int | str, detail: str
+                 ) -> TritonServerError:
+    what = f"HTTP {status}" if isinstance(status, int) else f"gRPC {status}"
+    return TritonServerError(
+        f"The Triton server at {endpoint} answered {what} for model {model}: "
+        f"{detail}{_hint(status, detail)}", status if isinstance(status, int) else 0)
+
+
+def unreadable_response(endpoint: Endpoint, model: ModelRef, reason: str,
+                        status: int) -> TritonServerError:
+    return TritonServerError(
+        f"The Triton server at {endpoint} answered model {model} with a response "
+        f"that cannot be read: {reason}", status)
+
+
+def request_headers(options: TritonOptions) -> Mapping[str, str]:
     """The headers every request carries: the user's custom headers and the credentials."""
     headers = dict(options.custom_headers)
     if options.auth_token is not None:
@@ -186,8 +147,8 @@ def request_headers(options: TritonOptions) -> dict[str, str]:
     return headers
 
 
-def _hint(status: int, detail: str) -> str:
-    if status == 404 or "unknown model" in detail:
+def _hint(status: int | str, detail: str) -> str:
+    if status in (404, "NOT_FOUND") or "unknown model" in detail:
         return (" (check 'model-name', which is case-sensitive, and 'model-version'; the "
                 "model must be loaded and ready on this server)")
     if "must specify the START flag" in detail:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install pyflink-triton with its server and test extras into it.
+# Create .venv (once) and install pyflink-triton with its test and bench extras into it.
 # Reinstalls only when pyproject.toml changes. Needs Python 3.10-3.12, Java 11+ and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +21,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  echo "Installing pyflink-triton[test] into .venv (first run: a few minutes)..."
+  echo "Installing pyflink-triton[test,bench] into .venv (first run: a few minutes)..."
   # pip's notes about this machine's extra package folders are noise; errors still show.
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' \
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]' \
     2> >(grep -v '^WARNING: Location' >&2)
+  # Older setups installed nvidia-pytriton here; its tritonclient~=2.50 pin fails pip check.
+  # The local Triton launcher now keeps its own copy of that wheel's files in its cache.
+  if .venv/bin/python -m pip show --quiet nvidia-pytriton >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall --quiet --yes nvidia-pytriton
+  fi
   .venv/bin/python -m pip check
   rm -f .venv/.installed-*
   touch "$stamp"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from jobs import table_env
 from servers import TritonUnderTest, start_triton
 
 os.environ.setdefault("_python_worker_execution_mode", "process")
@@ -29,11 +30,7 @@ def triton() -> Iterator[TritonUnderTest]:
 
 @pytest.fixture
 def t_env():
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
-    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    env.get_config().set("python.executable", sys.executable)
-    return env
+    return table_env()
 
 
 @pytest.fixture

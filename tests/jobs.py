@@ -25,6 +25,19 @@ SEED_CREATE_MODEL = """CREATE MODEL my_triton_model WITH (
 SEED_ENDPOINT = "https://triton-server:8000/v2/models"
 
 
+def table_env(parallelism: int | None = None) -> Any:
+    """A streaming TableEnvironment whose Python workers run this interpreter."""
+    import sys
+
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    env.get_config().set("python.executable", sys.executable)
+    if parallelism is not None:
+        env.get_config().set("parallelism.default", str(parallelism))
+    return env
+
+
 def stateful_options(triton: Any, **overrides: str) -> dict[str, str]:
     """The seed's options for the test server's my_stateful_model."""
     return {

@@ -25,6 +25,9 @@ class TritonUnderTest(Protocol):
     @property
     def http_endpoint(self) -> str: ...
 
+    @property
+    def grpc_endpoint(self) -> str: ...
+
     def log_text(self) -> str: ...
 
     def stop(self) -> None: ...
@@ -39,13 +42,18 @@ class TritonContainer:
         self._container = (
             DockerContainer(TRITON_IMAGE)
             .with_volume_mapping(str(model_repository), "/models", "ro")
-            .with_exposed_ports(8000)
+            .with_exposed_ports(8000, 8001)
             .with_command("tritonserver --model-repository=/models --allow-metrics=false"))
 
     @property
     def http_endpoint(self) -> str:
         host = self._container.get_container_host_ip()
         return f"http://{host}:{self._container.get_exposed_port(8000)}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        host = self._container.get_container_host_ip()
+        return f"grpc://{host}:{self._container.get_exposed_port(8001)}"
 
     def start(self, timeout: float = 300.0) -> TritonContainer:
         self._container.start()

@@ -1,12 +1,15 @@
 """A real local Triton Inference Server, for users without Docker, the demo and the tests.
 
 The ``tritonserver`` binary (2.51, CPU, Python backend) comes from the ``nvidia-pytriton``
-wheel (install ``pyflink-triton[server]``). Its Python-backend stub embeds the system's
+0.7.0 wheel. That wheel is not a dependency (it pins a ``tritonclient`` whose gRPC stubs need a
+newer ``grpcio`` than apache-flink allows): the launcher uses an importable ``pytriton`` package
+if there is one, and otherwise downloads the wheel's files once with
+``pip install --no-deps --target``. Its Python-backend stub embeds the system's
 ``libpython3.X`` and takes its standard library from the first ``python3`` on ``PATH``, so the
 launcher gives it a virtual environment made from the matching system interpreter
-(``/usr/bin/python3.X``) with ``numpy<2`` (numpy 2 breaks the stub's output tensors). That
-environment and the backend directory are prepared once, under ``$PYFLINK_TRITON_HOME``
-(default ``~/.cache/pyflink-triton``).
+(``/usr/bin/python3.X``) with ``numpy<2`` (numpy 2 breaks the stub's output tensors). The wheel's
+files, that environment and the backend directory are prepared once, under
+``$PYFLINK_TRITON_HOME`` (default ``~/.cache/pyflink-triton``).
 
     with LocalTritonServer("model_repository") as server:
         print(server.http_endpoint)   # http://127.0.0.1:<port>
@@ -23,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -33,6 +37,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 STUB_NUMPY = "numpy<2"
+# The wheel the tritonserver binary (2.51) and its Python backend come from.
+PYTRITON_VERSION = "0.7.0"
+PYTRITON_REQUIREMENT = f"nvidia-pytriton=={PYTRITON_VERSION}"
 
 
 class TritonServerSetupError(RuntimeError):
@@ -50,12 +57,44 @@ def free_port() -> int:
 
 
 def _pytriton_dir() -> Path:
+    """The ``pytriton`` package directory: an importable one, else the cached wheel's."""
     spec = importlib.util.find_spec("pytriton")
-    if spec is None or not spec.submodule_search_locations:
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return _cached_pytriton() / "pytriton"
+
+
+def _cached_pytriton() -> Path:
+    """The nvidia-pytriton wheel's files (not an installed package), downloaded once."""
+    target = cache_dir() / f"nvidia-pytriton-{PYTRITON_VERSION}"
+    ready = target / ".ready"
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet",
+               "--disable-pip-version-check", "--target", str(target), PYTRITON_REQUIREMENT]
+    alternatives = (
+        f"or set PYFLINK_TRITON_HOME to another writable directory (the files take ~150 MB); "
+        f"or install the wheel into this Python environment: {sys.executable} -m pip install "
+        f"--no-deps {PYTRITON_REQUIREMENT}")
+    try:
+        with _locked(cache_dir() / ".pytriton.lock"):
+            if not ready.exists():
+                log.info("Downloading the tritonserver binary (%s wheel) into %s (once)",
+                         PYTRITON_REQUIREMENT, target)
+                shutil.rmtree(target, ignore_errors=True)
+                _run(command, f"Downloading the tritonserver binary ({PYTRITON_REQUIREMENT})")
+                ready.touch()
+    except TritonServerSetupError as e:
         raise TritonServerSetupError(
-            "The local Triton launcher needs the tritonserver binary from the nvidia-pytriton "
-            "wheel: pip install 'pyflink-triton[server]'")
-    return Path(next(iter(spec.submodule_search_locations)))
+            f"{e}\nThe local Triton launcher takes its tritonserver binary from the "
+            f"{PYTRITON_REQUIREMENT} wheel and downloads it once into {target} with pip. To fix "
+            f"it: let that pip command reach PyPI or an index holding the wheel (proxy, "
+            f"PIP_INDEX_URL), or run it yourself elsewhere and copy the directory, then touch "
+            f"{ready}; {alternatives}") from None
+    except OSError as e:
+        raise TritonServerSetupError(
+            f"Could not prepare {target} for the tritonserver binary of the "
+            f"{PYTRITON_REQUIREMENT} wheel: {e}. To fix it: make {cache_dir()} writable; "
+            f"{alternatives}") from e
+    return target
 
 
 @contextlib.contextmanager
@@ -186,7 +225,7 @@ class LocalTritonServer:
 
     @property
     def grpc_endpoint(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"grpc://127.0.0.1:{self.grpc_port}"
 
     def log_text(self) -> str:
         try:

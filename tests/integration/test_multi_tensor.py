@@ -11,9 +11,10 @@ from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 from pyflink.table import DataTypes
 
-from pyflink_triton import TritonMapFunction, TritonScalarFunction, execute_sql
+from pyflink_triton import TritonMapFunction, TritonScalarFunction, execute_sql, http1
+from pyflink_triton.http_transport import HttpTransport
 from pyflink_triton.inference import TritonInference
-from pyflink_triton.transport import HttpTransport
+from pyflink_triton.transport import InferRequest
 
 from jobs import open_session
 
@@ -118,8 +119,7 @@ def test_only_requested_outputs_are_transferred(triton):
                                          transport.model_config(model), inference.options)
         tensors = [codec.encode(value) for codec, value in zip(bound.inputs, ROWS[0],
                                                                 strict=True)]
-        result = transport.infer(model, tensors, [c.requested_output() for c in bound.outputs],
-                                 None, None)
+        result = transport.infer(InferRequest(model, tensors, ("TOTAL", "Count")))
     finally:
         transport.close()
 
@@ -159,14 +159,14 @@ def test_one_megabyte_fp32_tensor_per_record_through_a_flink_job(triton, t_env):
 def test_the_binary_form_sends_raw_tensor_bytes(triton, monkeypatch):
     """1 MiB of FP32 travels as ~1 MiB of raw bytes, not as ~3x that in JSON text."""
     sent: list[int] = []
-    original = HttpTransport._round_trip
+    original = http1.Connection.exchange
 
-    def recording(self, model, method, segments, body, headers):
-        if body is not None:
-            sent.append(len(body))
-        return original(self, model, method, segments, body, headers)
+    def recording(self, request):
+        if request.startswith(b"POST"):
+            sent.append(len(request.partition(b"\r\n\r\n")[2]))  # the body
+        return original(self, request)
 
-    monkeypatch.setattr(HttpTransport, "_round_trip", recording)
+    monkeypatch.setattr(http1.Connection, "exchange", recording)
     values = [float(i) + 0.123456 for i in range(262_144)]
     for binary in ("true", "false"):
         with open_session(triton, "identity_fp32_array",

@@ -33,6 +33,7 @@ from pyflink_triton.codec import (
     sql_type,
 )
 from pyflink_triton.errors import TritonConfigError, TritonRequestError
+from pyflink_triton.http_transport import http_input
 
 D = DataTypes
 Dec = decimal.Decimal
@@ -147,14 +148,21 @@ def natural_datatype(data_type) -> str:
     return NATURAL[type(TensorColumn("c", data_type).element_type).__name__]
 
 
+class HttpEncoder(InputCodec):
+    """An InputCodec whose tensors come out as the HTTP transport sends them."""
+
+    def encode(self, value) -> InferInput:
+        return http_input(super().encode(value), self.binary)
+
+
 def encoder(data_type, datatype: str | None = None, *, dims=None, leading_ones: int = 0,
             batched: bool = False, binary: bool = True, name: str = "x",
             tensor: str = "") -> InputCodec:
     column = TensorColumn(name, data_type, tensor)
     if dims is None:
         dims = (-1,) * column.rank if column.rank else (1,)
-    return InputCodec(column, datatype or natural_datatype(data_type), leading_ones,
-                      tuple(dims), batched, binary)
+    return HttpEncoder(column, datatype or natural_datatype(data_type), leading_ones,
+                       tuple(dims), batched, binary)
 
 
 def decoder(data_type, datatype: str | None = None, *, batched: bool = False,
@@ -204,7 +212,8 @@ def round_trip(codec_in: InputCodec, value, codec_out: OutputCodec | None = None
         codec_out = OutputCodec(codec_in.column, codec_in.datatype, codec_in.batched,
                                 codec_in.binary)
     tensor = codec_in.encode(value)
-    result = serve_identity(tensor, codec_out.requested_output())
+    result = serve_identity(tensor, InferRequestedOutput(codec_out.column.tensor,
+                                                         binary_data=codec_out.binary))
     return codec_out.decode(result.as_numpy(codec_out.column.tensor), "mdl")
 
 
@@ -465,7 +474,7 @@ def test_encode_scalar(data_type, value, binary, dims, batched, shape):
     ((-1, -1, 1), False, [1, 1, 1]),
 ])
 def test_encode_scalar_variable_dims_sent_as_one(dims, batched, shape):
-    codec = InputCodec(TensorColumn("x", D.FLOAT()), "FP32", 0, tuple(1 for _ in dims),
+    codec = HttpEncoder(TensorColumn("x", D.FLOAT()), "FP32", 0, tuple(1 for _ in dims),
                        batched, True)
     assert codec.encode(2.5).shape() == shape
 
@@ -1043,15 +1052,7 @@ def test_fp16_rounding_matches_numpy(value):
     assert tensor._get_binary_data() == expected.tobytes()
 
 
-# --- requested outputs and decode ----------------------------------------------------------------
-
-@pytest.mark.parametrize("binary", [True, False])
-def test_requested_output(binary):
-    output = decoder(D.ARRAY(D.FLOAT()), name="score", tensor="OUTPUT0",
-                     binary=binary).requested_output()
-    assert output.name() == "OUTPUT0"
-    assert output._get_tensor() == {"name": "OUTPUT0", "parameters": {"binary_data": binary}}
-
+# --- decode ----------------------------------------------------------------
 
 @pytest.mark.parametrize("data_type, datatype, array, expected", [
     (D.FLOAT(), "FP32", np.array([1.5], dtype=np.float32), 1.5),

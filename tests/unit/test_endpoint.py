@@ -59,6 +59,11 @@ def basic(user: str, password: str) -> str:
     ("http://[::1]:8000/v2", "http", "::1", 8000, ""),
     ("https://[2001:db8::5]", "https", "2001:db8::5", 443, ""),
     ("http://[fe80::1]/gw/v2/models", "http", "fe80::1", 80, "/gw"),
+    # gRPC
+    ("grpc://triton:8001", "grpc", "triton", 8001, ""),
+    ("grpc://triton", "grpc", "triton", 8001, ""),
+    ("GRPCS://triton", "grpcs", "triton", 443, ""),
+    ("grpc://[::1]:9001", "grpc", "::1", 9001, ""),
 ])
 def test_parse_accepted_forms(text, scheme, host, port, base_path):
     endpoint = Endpoint.parse(text)
@@ -175,7 +180,7 @@ def test_repr_and_format_never_show_credentials():
     ("", "empty"),
     ("   ", "empty"),
     ("ftp://triton:21", "scheme 'ftp'"),
-    ("grpc://triton:8001", "scheme 'grpc'"),
+    ("grpc://triton:8001/gateway", "a gRPC endpoint has no path"),
     ("file:///tmp/x", "scheme 'file'"),
     ("ws://triton:8000", "scheme 'ws'"),
     ("://triton", "scheme ''"),
@@ -196,8 +201,8 @@ def test_parse_rejects(text, fragment):
     assert fragment in str(info.value)
 
 
-def test_scheme_error_suggests_http_or_https():
-    with pytest.raises(ValueError, match="use http or https"):
+def test_scheme_error_lists_the_supported_schemes():
+    with pytest.raises(ValueError, match="use http, https, grpc or grpcs"):
         Endpoint.parse("ftp://h")
 
 
@@ -274,3 +279,15 @@ def test_redact_removes_passwords_that_endpoint_parse_accepts(text):
     redacted = redact_url_credentials(text)
     assert PASSWORD not in redacted
     assert "***@" in redacted
+
+
+@pytest.mark.parametrize("text, protocol, tls, address", [
+    ("http://triton:8000", "http", False, "triton:8000"),
+    ("https://triton", "http", True, "triton:443"),
+    ("grpc://triton", "grpc", False, "triton:8001"),
+    ("grpcs://triton:9443", "grpc", True, "triton:9443"),
+    ("grpc://[::1]:8001", "grpc", False, "[::1]:8001"),
+])
+def test_protocol_tls_and_address_follow_the_scheme(text, protocol, tls, address):
+    endpoint = Endpoint.parse(text)
+    assert (endpoint.protocol, endpoint.use_tls, endpoint.address) == (protocol, tls, address)

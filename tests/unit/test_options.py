@@ -25,6 +25,10 @@ from pyflink_triton.options import (
 BASE = {"endpoint": "localhost:8000", "model-name": "m"}
 
 ALL_KEYS = {
+    "protocol",
+    "mode",
+    "max-concurrent-requests",
+    "batch-size",
     "endpoint",
     "model-name",
     "provider",
@@ -870,3 +874,47 @@ def test_reference_markdown_escapes_pipes():
         if row.startswith("| `"):
             cells = row.replace("\\|", "").strip("|").split("|")
             assert len(cells) == 4, row
+
+
+# --- throughput options: protocol, mode, concurrency, batching ----------------------------------
+
+@pytest.mark.parametrize("endpoint, protocol, expected", [
+    ("localhost:8000", None, "http"),
+    ("http://h:8000", None, "http"),
+    ("grpc://h:8001", None, "grpc"),
+    ("grpcs://h", None, "grpc"),
+    ("h:8001", "grpc", "grpc"),
+    ("http://h:8001", "GRPC", "grpc"),
+    ("grpc://h:8001", "grpc", "grpc"),
+])
+def test_protocol_follows_the_option_then_the_scheme(endpoint, protocol, expected):
+    extra = {} if protocol is None else {"protocol": protocol}
+    options = TritonOptions.from_dict({**BASE, "endpoint": endpoint, **extra})
+    assert options.effective_protocol == expected
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"endpoint": "grpc://h:8001", "protocol": "http"}, "'protocol' = 'http' does not fit"),
+    ({"endpoint": "http://gw/triton", "protocol": "grpc"}, "cannot use the path"),
+    ({"endpoint": "grpc://h", "binary-data": "false"}, "exists only over HTTP"),
+    ({"protocol": "grpc", "binary-data": "false"}, "exists only over HTTP"),
+    ({"protocol": "soap"}, "option 'protocol': 'soap': not one of the protocols"),
+    ({"mode": "batch"}, "option 'mode': 'batch': not one of the modes"),
+    ({"max-concurrent-requests": "0"}, "'max-concurrent-requests'"),
+    ({"max-concurrent-requests": "-3"}, "'max-concurrent-requests'"),
+    ({"batch-size": "0"}, "'batch-size'"),
+    ({"mode": "vectorized", "sequence-id": "s"}, "one sequence ID"),
+])
+def test_throughput_option_errors(options, message):
+    with pytest.raises(TritonConfigError) as info:
+        TritonOptions.from_dict({**BASE, **options})
+    assert message in str(info.value)
+
+
+def test_throughput_option_defaults_and_values():
+    default = TritonOptions.from_dict(BASE)
+    assert (default.mode, default.max_concurrent_requests, default.batch_size) == (None, 16, None)
+    options = TritonOptions.from_dict({**BASE, "mode": "Async", "max-concurrent-requests": "64",
+                                       "batch-size": "32"})
+    assert (options.mode, options.max_concurrent_requests, options.batch_size) == (
+        "async", 64, 32)

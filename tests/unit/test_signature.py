@@ -19,6 +19,7 @@ from pyflink.table import DataTypes
 
 from pyflink_triton.codec import InputCodec, OutputCodec, TensorColumn, sql_type
 from pyflink_triton.errors import TritonConfigError, TritonRequestError
+from pyflink_triton.http_transport import http_input
 from pyflink_triton.options import TritonOptions
 from pyflink_triton.signature import BoundSignature, ModelSignature
 from pyflink_triton.transport import ModelRef
@@ -719,9 +720,9 @@ def test_bound_codecs_encode_and_decode_multi_io():
     bound = bind(resolve())
     values, label = (codec.encode(v) for codec, v in zip(bound.inputs, ([1.0, 2.5], "hé"),
                                                          strict=True))
-    assert (values.name(), values.datatype(), values.shape()) == ("values", "FP32", [1, 2])
-    assert (label.name(), label.datatype(), label.shape()) == ("Label", "BYTES", [1, 1])
-    assert [o.requested_output().name() for o in bound.outputs] == [
+    assert (values.name, values.datatype, values.shape) == ("values", "FP32", [1, 2])
+    assert (label.name, label.datatype, label.shape) == ("Label", "BYTES", [1, 1])
+    assert [o.column.tensor for o in bound.outputs] == [
         "TOTAL", "label_Upper", "Count"]
     total, upper, count = bound.outputs
     assert total.decode(np.array([[3.5]]), "multi_io") == 3.5
@@ -732,9 +733,7 @@ def test_bound_codecs_encode_and_decode_multi_io():
 def test_bind_binary_data_false():
     bound = bind(resolve(binary_data="false"), binary_data="false")
     assert all(not c.binary for c in [*bound.inputs, *bound.outputs])
-    assert bound.outputs[0].requested_output()._get_tensor()["parameters"] == {
-        "binary_data": False}
-    assert bound.inputs[1].encode("x")._get_tensor()["data"] == ["x"]
+    assert http_input(bound.inputs[1].encode("x"), False)._get_tensor()["data"] == ["x"]
 
 
 def test_bind_selected_and_renamed_outputs():
@@ -743,14 +742,14 @@ def test_bind_selected_and_renamed_outputs():
     assert bound.row_output is False
     (count,) = bound.outputs
     assert count.column == TensorColumn("n", D.BIGINT(), "Count")
-    assert count.requested_output().name() == "Count"
+    assert count.column.tensor == "Count"
 
 
 def test_bind_renamed_inputs():
     signature = resolve([("v", D.ARRAY(D.FLOAT())), ("l", D.STRING())], "TOTAL",
                         input_names="values,Label")
     bound = bind(signature, input_names="values,Label")
-    assert [c.encode(v).name() for c, v in zip(bound.inputs, ([1.0], "a"), strict=True)] == [
+    assert [c.encode(v).name for c, v in zip(bound.inputs, ([1.0], "a"), strict=True)] == [
         "values", "Label"]
 
 
@@ -766,7 +765,7 @@ def test_bind_unbatched_cube():
                  CUBE_CONFIG, CUBE)
     (codec,) = bound.inputs
     assert (codec.leading_ones, codec.dims, codec.batched) == (0, (-1, -1, -1), False)
-    assert codec.encode([[[1, 2]], [[3, 4]]]).shape() == [2, 1, 2]
+    assert codec.encode([[[1, 2]], [[3, 4]]]).shape == [2, 1, 2]
     assert bound.outputs[0].decode(np.zeros((1, 2, 1), dtype=np.int32), "c") == [[[0], [0]]]
 
 
@@ -792,7 +791,7 @@ def test_bind_input_shapes(data_type, dims, max_batch_size, leading, value_dims,
     (codec,) = bound.inputs
     assert (codec.leading_ones, codec.dims, codec.batched) == (
         leading, value_dims, max_batch_size > 0)
-    assert codec.encode(value).shape() == shape
+    assert codec.encode(value).shape == shape
 
 
 @pytest.mark.parametrize("data_type, dims", [
@@ -842,7 +841,7 @@ def test_half_precision_inputs_allows_float_columns(datatype):
     signature = declared([("IN", D.ARRAY(D.FLOAT()))], ("OUT", D.ARRAY(D.FLOAT())))
     bound = bind(signature, metadata, config, MM, half_precision_inputs="true")
     assert bound.inputs[0].datatype == datatype
-    assert bound.inputs[0].encode([0.1, 1e6]).datatype() == datatype
+    assert bound.inputs[0].encode([0.1, 1e6]).datatype == datatype
 
 
 def test_flatten_batch_dim_with_an_unbatched_model_is_fine():
@@ -850,8 +849,8 @@ def test_flatten_batch_dim_with_an_unbatched_model_is_fine():
                                     [("Y", "FP32", [1, 3])])
     signature = declared([("A", D.ARRAY(D.FLOAT())), ("B", D.FLOAT())], ("Y", D.ARRAY(D.FLOAT())))
     bound = bind(signature, metadata, config, MM, flatten_batch_dim="true")
-    assert bound.inputs[0].encode([1.0, 2.0]).shape() == [2]
-    assert bound.inputs[1].encode(1.0).shape() == [1]
+    assert bound.inputs[0].encode([1.0, 2.0]).shape == [2]
+    assert bound.inputs[1].encode(1.0).shape == [1]
 
 
 def test_bind_twice_gives_equal_results():
@@ -1113,8 +1112,8 @@ def test_derived_signature_binds_and_encodes_the_served_shapes(inputs, outputs, 
                 value_shape[empty] = 0
             expected = prefix + [1] * (len(dims) - len(own)) + value_shape
         tensor = codec.encode(value)
-        assert tensor.shape() == expected
-        assert tensor.datatype() == datatype
+        assert tensor.shape == expected
+        assert tensor.datatype == datatype
     for codec, (_, datatype, dims) in zip(bound.outputs, outputs, strict=True):
         shape = [1] * (max_batch_size > 0) + [2 if d == -1 else d for d in dims]
         array = np.zeros(shape, dtype=np.object_ if datatype == "BYTES" else np.float32)
@@ -1150,4 +1149,4 @@ def test_bind_array_for_a_variable_dim_followed_by_ones(dims):
     bound = bind(declared([("X", D.ARRAY(D.ARRAY(D.FLOAT())))], ("Y", D.FLOAT())),
                  metadata, config, MM) if len(dims) == 2 else None
     if bound is not None:
-        assert bound.inputs[0].encode([[1.0], [2.0]]).shape() == [2, 1]
+        assert bound.inputs[0].encode([[1.0], [2.0]]).shape == [2, 1]

@@ -1,0 +1,132 @@
+"""KServe v2 over gRPC: tritonclient's blocking and asyncio gRPC clients.
+
+One HTTP/2 channel per function instance multiplexes all its requests in flight, so there is no
+pool to size. tritonclient 2.49.0 is pinned: its gRPC stubs are the newest that import with the
+grpcio (< 1.66) apache-flink 2.3 allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcclient_aio
+from tritonclient.utils import InferenceServerException
+
+from .codec import InputTensor
+from .endpoint import Endpoint
+from .errors import TritonRequestError
+from .options import TritonOptions
+from .transport import InferRequest, ModelRef, connection_error, request_headers, server_error
+
+# Status codes that mean the server was not reached or did not answer in time.
+_UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",
+                "StatusCode.CANCELLED"}
+
+
+class _KServeGrpc:
+    """What both gRPC transports share: request arguments and error translation."""
+
+    def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
+                 compression: str | None) -> None:
+        self.endpoint = endpoint
+        self._timeout = timeout.total_seconds()
+        self._compression = compression
+        # gRPC metadata keys must be lower case.
+        self._headers = {name.lower(): value for name, value in headers.items()}
+        self._requested: dict[tuple[str, ...], list[grpcclient.InferRequestedOutput]] = {}
+
+    @classmethod
+    def for_options(cls, options: TritonOptions) -> Any:
+        return cls(options.endpoint, options.timeout, request_headers(options),
+                   options.compression)
+
+    def _client_args(self) -> dict[str, Any]:
+        return {"url": self.endpoint.address, "ssl": self.endpoint.use_tls}
+
+    def _infer_args(self, request: InferRequest) -> dict[str, Any]:
+        outputs = self._requested.get(request.outputs) or self._requested.setdefault(
+            request.outputs, [grpcclient.InferRequestedOutput(n) for n in request.outputs])
+        sequence = request.sequence
+        return {
+            "model_name": request.model.name, "model_version": request.model.version or "",
+            "inputs": [_grpc_input(tensor) for tensor in request.inputs], "outputs": outputs,
+            "sequence_id": sequence.sequence_id if sequence else 0,
+            "sequence_start": sequence.start if sequence else False,
+            "sequence_end": sequence.end if sequence else False,
+            "priority": request.priority or 0, "client_timeout": self._timeout,
+            "headers": self._headers, "compression_algorithm": self._compression,
+        }
+
+    def _error(self, model: ModelRef, error: InferenceServerException) -> TritonRequestError:
+        status = str(error.status() or "")
+        if status in _UNREACHABLE:
+            cause: BaseException = (TimeoutError() if status == "StatusCode.DEADLINE_EXCEEDED"
+                                    else ConnectionError(error.message()))
+            return connection_error(self.endpoint, model, cause, self._timeout)
+        return server_error(self.endpoint, model, status.removeprefix("StatusCode."),
+                            error.message() or "")
+
+
+class GrpcTransport(_KServeGrpc):
+    """Blocking; the channel is thread-safe."""
+
+    def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str] = (),
+                 compression: str | None = None) -> None:
+        super().__init__(endpoint, timeout, dict(headers), compression)
+        self._client = grpcclient.InferenceServerClient(**self._client_args())
+
+    def model_metadata(self, model: ModelRef) -> dict[str, Any]:
+        try:
+            return self._client.get_model_metadata(
+                model.name, model.version or "", headers=self._headers, as_json=True,
+                client_timeout=self._timeout)
+        except InferenceServerException as e:
+            raise self._error(model, e) from None
+
+    def model_config(self, model: ModelRef) -> dict[str, Any]:
+        try:
+            return self._client.get_model_config(
+                model.name, model.version or "", headers=self._headers, as_json=True,
+                client_timeout=self._timeout)["config"]
+        except InferenceServerException as e:
+            raise self._error(model, e) from None
+
+    def infer(self, request: InferRequest) -> grpcclient.InferResult:
+        try:
+            return self._client.infer(**self._infer_args(request))
+        except InferenceServerException as e:
+            raise self._error(request.model, e) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class AsyncGrpcTransport(_KServeGrpc):
+    """asyncio; the channel is created on the event loop of the first call."""
+
+    def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
+                 compression: str | None) -> None:
+        super().__init__(endpoint, timeout, headers, compression)
+        self._client: grpcclient_aio.InferenceServerClient | None = None
+
+    async def infer(self, request: InferRequest) -> grpcclient.InferResult:
+        if self._client is None:  # grpc.aio binds a channel to the running loop
+            self._client = grpcclient_aio.InferenceServerClient(**self._client_args())
+        try:
+            return await self._client.infer(**self._infer_args(request))
+        except InferenceServerException as e:
+            raise self._error(request.model, e) from None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _grpc_input(tensor: InputTensor) -> grpcclient.InferInput:
+    grpc_input = grpcclient.InferInput(tensor.name, tensor.shape, tensor.datatype)
+    grpc_input.set_data_from_numpy(tensor.array)
+    return grpc_input

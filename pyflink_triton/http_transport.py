@@ -1,0 +1,231 @@
+"""KServe v2 over HTTP/1.1: a blocking transport and an asyncio one.
+
+tritonclient builds and parses the bodies (its JSON + binary tensor extension); the HTTP itself
+is ``http1``'s lean keep-alive framing. tritonclient's own HTTP client runs on gevent and may
+only be used from the thread that created it, while PyFlink may call ``open()`` and ``eval()``
+from different threads (in loopback mode, each bundle can run on another thread); its asyncio
+client (aiohttp) spends several times more CPU per request. The asyncio transport keeps a pool
+of connections as large as the bound on requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import select
+import socket
+import ssl
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput, InferResult
+from tritonclient.utils import InferenceServerException
+
+from . import http1
+from .codec import InputTensor
+from .endpoint import Endpoint
+from .options import TritonOptions
+from .transport import (
+    InferRequest,
+    ModelRef,
+    connection_error,
+    deadline,
+    request_headers,
+    server_error,
+    unreadable_response,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _KServeHttp:
+    """What both HTTP transports share: paths, request bodies, responses and their errors."""
+
+    def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
+                 compression: str | None, binary: bool) -> None:
+        self.endpoint = endpoint
+        self._timeout = timeout.total_seconds()
+        self._compression = compression
+        self._binary = binary
+        self._head = http1.encode_head(endpoint.host, endpoint.port, headers)
+        self._tls = ssl.create_default_context() if endpoint.use_tls else None
+        self._paths: dict[tuple[str, ...], str] = {}  # URL-quoted once, not per record
+        self._requested: dict[tuple[str, ...], list[InferRequestedOutput]] = {}
+
+    def _path(self, segments: Sequence[str]) -> str:
+        segments = tuple(segments)
+        return self._paths.get(segments) or self._paths.setdefault(
+            segments, self.endpoint.path(*segments))
+
+    def _post(self, request: InferRequest) -> bytes:
+        """The inference request, as bytes on the wire."""
+        outputs = self._requested.get(request.outputs) or self._requested.setdefault(
+            request.outputs, [InferRequestedOutput(name, binary_data=self._binary)
+                              for name in request.outputs])
+        sequence = request.sequence
+        body, json_size = InferenceServerClient.generate_request_body(
+            [http_input(tensor, self._binary) for tensor in request.inputs], outputs=outputs,
+            sequence_id=sequence.sequence_id if sequence else 0,
+            sequence_start=sequence.start if sequence else False,
+            sequence_end=sequence.end if sequence else False,
+            priority=request.priority or 0)
+        headers = {"Content-Type": "application/octet-stream"}
+        if json_size is not None:
+            headers["Inference-Header-Content-Length"] = str(json_size)
+        if self._compression == "gzip":
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        path = self._path((*request.model.path_segments(), "infer"))
+        return http1.encode_request("POST", path, self._head, headers, body)
+
+    def _get(self, segments: Sequence[str]) -> bytes:
+        return http1.encode_request("GET", self._path(segments), self._head, {}, None)
+
+    def _result(self, model: ModelRef, response: http1.Response) -> InferResult:
+        status, data = response.status, response.body
+        if status != 200:
+            raise self._server_error(model, status, data)
+        header_length = response.headers.get("inference-header-content-length")
+        try:
+            return InferResult.from_response_body(
+                data, False, int(header_length) if header_length else None,
+                response.headers.get("content-encoding"))
+        except (InferenceServerException, ValueError) as e:  # e.g. raw bytes in JSON text
+            reason = e.message() if isinstance(e, InferenceServerException) else str(e)
+            raise unreadable_response(self.endpoint, model, reason, status) from None
+
+    def _server_error(self, model: ModelRef, status: int, data: bytes) -> Exception:
+        try:
+            detail = json.loads(data).get("error") or data.decode(errors="replace")
+        except (ValueError, AttributeError):
+            detail = data.decode(errors="replace")[:500]
+        return server_error(self.endpoint, model, status, detail)
+
+
+class HttpTransport(_KServeHttp):
+    """Blocking, one keep-alive connection."""
+
+    def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str] = (),
+                 compression: str | None = None, binary: bool = True) -> None:
+        super().__init__(endpoint, timeout, headers, compression, binary)
+        self._connection: http1.Connection | None = None
+
+    @classmethod
+    def for_options(cls, options: TritonOptions) -> HttpTransport:
+        return cls(options.endpoint, options.timeout, request_headers(options),
+                   options.compression, options.binary_data)
+
+    def model_metadata(self, model: ModelRef) -> dict[str, Any]:
+        return self._get_json(model, model.path_segments())
+
+    def model_config(self, model: ModelRef) -> dict[str, Any]:
+        return self._get_json(model, (*model.path_segments(), "config"))
+
+    def infer(self, request: InferRequest) -> InferResult:
+        return self._result(request.model, self._round_trip(request.model, self._post(request)))
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _get_json(self, model: ModelRef, segments: Sequence[str]) -> dict[str, Any]:
+        response = self._round_trip(model, self._get(segments))
+        if response.status != 200:
+            raise self._server_error(model, response.status, response.body)
+        return json.loads(response.body)
+
+    def _connect(self) -> http1.Connection:
+        connection = self._connection
+        if connection is not None and _closed_by_peer(connection.sock):
+            # The server closed the idle keep-alive connection: open a new one before sending,
+            # so that a request is never sent twice.
+            log.debug("keep-alive connection to %s was closed by the server", self.endpoint)
+            self.close()
+        if self._connection is None:
+            self._connection = http1.Connection(self.endpoint.host, self.endpoint.port,
+                                                self._timeout, self._tls)
+        return self._connection
+
+    def _round_trip(self, model: ModelRef, request: bytes) -> http1.Response:
+        try:
+            response = self._connect().exchange(request)
+        except OSError as e:
+            self.close()
+            raise connection_error(self.endpoint, model, e, self._timeout) from None
+        if response.will_close:
+            self.close()
+        return response
+
+
+class AsyncHttpTransport(_KServeHttp):
+    """asyncio, a pool of up to ``max_connections`` keep-alive connections (one request at a
+    time on each); opened on the event loop that uses it."""
+
+    def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
+                 compression: str | None, binary: bool, max_connections: int) -> None:
+        super().__init__(endpoint, timeout, headers, compression, binary)
+        self._max_connections = max_connections
+        self._idle: list[http1.AsyncConnection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the pool's loop
+        self._slots = asyncio.Semaphore(max_connections)
+
+    @classmethod
+    def for_options(cls, options: TritonOptions, max_connections: int) -> AsyncHttpTransport:
+        return cls(options.endpoint, options.timeout, request_headers(options),
+                   options.compression, options.binary_data, max_connections)
+
+    async def infer(self, request: InferRequest) -> InferResult:
+        data = self._post(request)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # the first call, or a caller that moved to a new loop
+            self._loop, self._idle = loop, []  # (connections of a closed loop are unusable)
+            self._slots = asyncio.Semaphore(self._max_connections)
+        async with self._slots:
+            connection = None
+            try:
+                async with deadline(self._timeout):
+                    connection = await self._connection()
+                    response = await connection.exchange(data)
+            except BaseException as e:  # (cancelled too: the connection is in an unknown state)
+                if connection is not None:
+                    connection.close()
+                if isinstance(e, OSError | TimeoutError):
+                    raise connection_error(self.endpoint, request.model, e,
+                                           self._timeout) from None
+                raise
+            if response.will_close:
+                connection.close()
+            else:
+                self._idle.append(connection)
+        return self._result(request.model, response)
+
+    async def _connection(self) -> http1.AsyncConnection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed_by_peer:  # (never send a request twice: see HttpTransport)
+                return connection
+            connection.close()
+        return await http1.AsyncConnection.open(self.endpoint.host, self.endpoint.port,
+                                                self._tls)
+
+    async def close(self) -> None:
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
+
+
+def http_input(tensor: InputTensor, binary: bool) -> InferInput:
+    """tritonclient's form of a tensor: raw bytes (binary extension) or JSON values."""
+    result = InferInput(tensor.name, tensor.shape, tensor.datatype)
+    result.set_data_from_numpy(tensor.array, binary_data=binary)
+    return result
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """An idle keep-alive socket has nothing to read; readable means the server closed it."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)

@@ -1,0 +1,102 @@
+"""HTTP/1.1 framing (pyflink_triton.http1) against canned server bytes over a socket pair:
+Content-Length, chunked and close-delimited bodies, keep-alive reuse, malformed answers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import pytest
+
+from pyflink_triton import http1
+
+
+def serve(answer: bytes, close: bool = False) -> tuple[socket.socket, threading.Thread]:
+    """A socket whose peer reads one request and writes ``answer``."""
+    client, server = socket.socketpair()
+
+    def run() -> None:
+        server.recv(65536)
+        server.sendall(answer)
+        if close:
+            server.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return client, thread
+
+
+def connection_over(sock: socket.socket) -> http1.Connection:
+    connection = http1.Connection.__new__(http1.Connection)
+    connection.sock, connection._buffer = sock, bytearray()
+    return connection
+
+
+@pytest.mark.parametrize("answer, body", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"hello"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3\r\nhel\r\n2;ext=1\r\nlo\r\n0\r\nX-Trailer: t\r\n\r\n", b"hello"),
+    (b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nhello", b"hello"),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+])
+def test_bodies_by_length_chunks_or_close(answer, body):
+    sock, thread = serve(answer, close=True)
+    response = connection_over(sock).exchange(b"GET / HTTP/1.1\r\n\r\n")
+    thread.join()
+    assert response.body == body
+
+
+def test_headers_are_lower_case_and_connection_close_is_seen():
+    sock, thread = serve(b"HTTP/1.1 400 Bad Request\r\nInference-Header-Content-Length: 2\r\n"
+                         b"Connection: close\r\nContent-Length: 2\r\n\r\n{}")
+    response = connection_over(sock).exchange(b"POST /x HTTP/1.1\r\n\r\n")
+    thread.join()
+    assert (response.status, response.headers["inference-header-content-length"]) == (400, "2")
+    assert response.will_close
+
+
+@pytest.mark.parametrize("answer, error", [
+    (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x response"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: x1\r\n\r\n", "invalid Content-Length"),
+])
+def test_malformed_answers_are_protocol_errors(answer, error):
+    sock, thread = serve(answer)
+    with pytest.raises(http1.ProtocolError, match=error):
+        connection_over(sock).exchange(b"GET / HTTP/1.1\r\n\r\n")
+    thread.join()
+
+
+def test_a_body_cut_short_is_a_connection_error():
+    sock, thread = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", close=True)
+    with pytest.raises(ConnectionResetError):
+        connection_over(sock).exchange(b"GET / HTTP/1.1\r\n\r\n")
+    thread.join()
+
+
+def test_encode_request_frames_one_write():
+    head = http1.encode_head("::1", 8000, {"Authorization": "Bearer t"})
+    wire = http1.encode_request("POST", "/v2/models/m/infer", head, {"X-A": "1"}, b"body")
+    assert wire == (b"POST /v2/models/m/infer HTTP/1.1\r\nHost: [::1]:8000\r\n"
+                    b"Authorization: Bearer t\r\nX-A: 1\r\nContent-Length: 4\r\n\r\nbody")
+
+
+def test_async_connection_reads_two_responses_on_one_connection():
+    async def run() -> list[bytes]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            for body in (b"one", b"second"):
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connection = await http1.AsyncConnection.open("127.0.0.1", port, None)
+        bodies = [(await connection.exchange(b"GET / HTTP/1.1\r\n\r\n")).body
+                  for _ in range(2)]
+        connection.close()
+        server.close()
+        return bodies
+
+    assert asyncio.run(run()) == [b"one", b"second"]
