@@ -4,7 +4,7 @@ tritonclient builds and parses the bodies (its JSON + binary tensor extension); 
 is ``http1``'s lean keep-alive framing. tritonclient's own HTTP client runs on gevent and may
 only be used from the thread that created it, while PyFlink may call ``open()`` and ``eval()``
 from different threads (in loopback mode, each bundle can run on another thread); its asyncio
-client (aiohttp) spends several times more CPU per request. The asyncio transport keeps a pool
+client (aiohttp) spends about twice the CPU per request. The asyncio transport keeps a pool
 of connections as large as the bound on requests in flight.
 """
 

@@ -4,8 +4,8 @@ A transport sends one :class:`InferRequest` (already encoded tensors, the output
 the sequence fields) and gives back the output tensors as numpy arrays. Four exist, chosen by
 :func:`connect` and :func:`connect_async` from the options:
 
-- ``http_transport``: KServe v2 over HTTP/1.1, blocking (``http.client``, one keep-alive
-  connection) or asyncio (``aiohttp``, a pool of keep-alive connections);
+- ``http_transport``: KServe v2 over HTTP/1.1 (framed by ``http1``), blocking (one keep-alive
+  connection) or asyncio (a pool of keep-alive connections);
 - ``grpc_transport``: KServe v2 over gRPC (tritonclient's sync and ``aio`` clients, one
   HTTP/2 channel multiplexing the requests in flight).
 
