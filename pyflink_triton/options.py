@@ -346,7 +346,7 @@ class TritonOptions:
         "Send and receive tensors with the KServe binary tensor extension (raw little-endian "
         "bytes after the JSON header). 'false' sends them as JSON text, for debugging: slower, "
         "BYTES values must be UTF-8, FP16/BF16 tensors are refused, and Triton may return "
-        "FP64 values 1 ulp off.", True)
+        "FP64 values a few ulp off.", True)
     null_input: Literal["fail", "skip"] = _option(
         "null-input", parse_null_input, "fail or skip",
         "What a SQL NULL argument does: 'fail' fails the record with an error naming the "

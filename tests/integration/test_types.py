@@ -81,15 +81,16 @@ PARAMETERS = [
 ]
 
 
-def within_one_ulp(a: float, b: float) -> bool:
-    return same_value(a, b) or abs(a - b) <= math.ulp(a)
+def within_a_few_ulps(a: float, b: float) -> bool:
+    return same_value(a, b) or abs(a - b) <= 4 * math.ulp(max(abs(a), abs(b)))
 
 
 @pytest.mark.parametrize(("model", "flink_type", "values", "options", "binary"), PARAMETERS)
 def test_every_datatype_round_trips(triton, model, flink_type, values, options, binary):
     # Triton's JSON parser is not exact for doubles (measured: 9.739343950317533e+20 came
-    # back as 9.739343950317532e+20); the binary form is exact, and the default.
-    same = same_value if binary or flink_type != "DOUBLE" else within_one_ulp
+    # back as 9.739343950317532e+20, 1.1798284427273377e+226 as 1.1798284427273375e+226: 1 and
+    # 2 ulp); the binary form is exact, and the default.
+    same = same_value if binary or flink_type != "DOUBLE" else within_a_few_ulps
     with open_session(triton, model, [("INPUT0", flink_type)], ("OUTPUT0", flink_type),
                       **{**options, "binary-data": str(binary).lower()}) as session:
 
