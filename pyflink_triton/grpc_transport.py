@@ -19,7 +19,14 @@ from .codec import InputTensor
 from .endpoint import Endpoint
 from .errors import TritonRequestError
 from .options import TritonOptions
-from .transport import InferRequest, ModelRef, connection_error, request_headers, server_error
+from .transport import (
+    InferRequest,
+    LoopState,
+    ModelRef,
+    connection_error,
+    request_headers,
+    server_error,
+)
 
 # Status codes that mean the server was not reached or did not answer in time.
 _UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",
@@ -37,11 +44,6 @@ class _KServeGrpc:
         # gRPC metadata keys must be lower case.
         self._headers = {name.lower(): value for name, value in headers.items()}
         self._requested: dict[tuple[str, ...], list[grpcclient.InferRequestedOutput]] = {}
-
-    @classmethod
-    def for_options(cls, options: TritonOptions) -> Any:
-        return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression)
 
     def _client_args(self) -> dict[str, Any]:
         return {"url": self.endpoint.address, "ssl": self.endpoint.use_tls}
@@ -72,6 +74,11 @@ class _KServeGrpc:
 
 class GrpcTransport(_KServeGrpc):
     """Blocking; the channel is thread-safe."""
+
+    @classmethod
+    def for_options(cls, options: TritonOptions) -> GrpcTransport:
+        return cls(options.endpoint, options.timeout, request_headers(options),
+                   options.compression)
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str] = (),
                  compression: str | None = None) -> None:
@@ -105,20 +112,28 @@ class GrpcTransport(_KServeGrpc):
 
 
 class AsyncGrpcTransport(_KServeGrpc):
-    """asyncio; the channel is created on the event loop of the first call."""
+    """asyncio, up to ``max_in_flight`` requests at a time on one channel."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
-                 compression: str | None) -> None:
+                 compression: str | None, max_in_flight: int) -> None:
         super().__init__(endpoint, timeout, headers, compression)
+        self._state = LoopState(max_in_flight)
         self._client: grpcclient_aio.InferenceServerClient | None = None
 
+    @classmethod
+    def for_options(cls, options: TritonOptions, max_in_flight: int) -> AsyncGrpcTransport:
+        return cls(options.endpoint, options.timeout, request_headers(options),
+                   options.compression, max_in_flight)
+
     async def infer(self, request: InferRequest) -> grpcclient.InferResult:
-        if self._client is None:  # grpc.aio binds a channel to the running loop
+        if self._state.entered_new_loop():  # grpc.aio binds a channel to the running loop
             self._client = grpcclient_aio.InferenceServerClient(**self._client_args())
-        try:
-            return await self._client.infer(**self._infer_args(request))
-        except InferenceServerException as e:
-            raise self._error(request.model, e) from None
+        assert self._client is not None
+        async with self._state.slots:
+            try:
+                return await self._client.infer(**self._infer_args(request))
+            except InferenceServerException as e:
+                raise self._error(request.model, e) from None
 
     async def close(self) -> None:
         if self._client is not None:

@@ -10,7 +10,6 @@ of connections as large as the bound on requests in flight.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import logging
@@ -30,12 +29,13 @@ from .endpoint import Endpoint
 from .options import TritonOptions
 from .transport import (
     InferRequest,
+    LoopState,
     ModelRef,
     connection_error,
-    deadline,
     request_headers,
     server_error,
     unreadable_response,
+    within,
 )
 
 log = logging.getLogger(__name__)
@@ -163,15 +163,13 @@ class HttpTransport(_KServeHttp):
 
 class AsyncHttpTransport(_KServeHttp):
     """asyncio, a pool of up to ``max_connections`` keep-alive connections (one request at a
-    time on each); opened on the event loop that uses it."""
+    time on each), as many requests in flight."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
                  compression: str | None, binary: bool, max_connections: int) -> None:
         super().__init__(endpoint, timeout, headers, compression, binary)
-        self._max_connections = max_connections
+        self._state = LoopState(max_connections)
         self._idle: list[http1.AsyncConnection] = []
-        self._loop: asyncio.AbstractEventLoop | None = None  # the pool's loop
-        self._slots = asyncio.Semaphore(max_connections)
 
     @classmethod
     def for_options(cls, options: TritonOptions, max_connections: int) -> AsyncHttpTransport:
@@ -180,28 +178,27 @@ class AsyncHttpTransport(_KServeHttp):
 
     async def infer(self, request: InferRequest) -> InferResult:
         data = self._post(request)
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # the first call, or a caller that moved to a new loop
-            self._loop, self._idle = loop, []  # (connections of a closed loop are unusable)
-            self._slots = asyncio.Semaphore(self._max_connections)
-        async with self._slots:
-            connection = None
+        if self._state.entered_new_loop():
+            self._idle = []  # (connections of another loop are unusable there)
+        async with self._state.slots:
             try:
-                async with deadline(self._timeout):
-                    connection = await self._connection()
-                    response = await connection.exchange(data)
-            except BaseException as e:  # (cancelled too: the connection is in an unknown state)
-                if connection is not None:
-                    connection.close()
-                if isinstance(e, OSError | TimeoutError):
-                    raise connection_error(self.endpoint, request.model, e,
-                                           self._timeout) from None
-                raise
-            if response.will_close:
-                connection.close()
-            else:
-                self._idle.append(connection)
+                response = await within(self._timeout, self._exchange(data))
+            except (OSError, TimeoutError) as e:
+                raise connection_error(self.endpoint, request.model, e, self._timeout) from None
         return self._result(request.model, response)
+
+    async def _exchange(self, data: bytes) -> http1.Response:
+        connection = await self._connection()
+        try:
+            response = await connection.exchange(data)
+        except BaseException:  # (cancelled too: the connection is in an unknown state)
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            self._idle.append(connection)
+        return response
 
     async def _connection(self) -> http1.AsyncConnection:
         while self._idle:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,10 +150,8 @@ class RecordCodec:
                 return None
             raise self.null_error([c.column.name for c, v in zip(inputs, values, strict=True)
                                    if v is None])
-        try:
+        with self.naming_the_model():
             tensors = [codec.encode(value) for codec, value in zip(inputs, values, strict=True)]
-        except TritonRequestError as e:  # say which model, when a job calls several
-            raise TritonRequestError(f"Model {self.model}: {e}") from None
         # Drawn after encoding, so a record that cannot be encoded uses up no ID.
         return InferRequest(self.model, tensors, self.outputs, self.sequence_ids.next(),
                             self.priority)
@@ -162,6 +161,14 @@ class RecordCodec:
         decoded = [codec.decode(response.as_numpy(codec.column.tensor), self.model.name)
                    for codec in self.bound.outputs]
         return self.row(decoded) if self.row_fields is not None else decoded[0]
+
+    @contextmanager
+    def naming_the_model(self) -> Iterator[None]:
+        """Prefix encoding errors with the model: a job may call several."""
+        try:
+            yield
+        except TritonRequestError as e:
+            raise TritonRequestError(f"Model {self.model}: {e}") from None
 
     def row(self, values: Sequence[Any]) -> Row:
         row = Row(*values)
@@ -226,7 +233,6 @@ class BatchInferenceSession:
         self._records = records
         self._transport = transport
         self._loop = asyncio.new_event_loop()
-        self._max_in_flight = options.max_concurrent_requests
         bound = records.bound
         self._batched = bound.max_batch_size > 0
         self._rows_per_request = (options.batch_size or bound.max_batch_size) if (
@@ -236,7 +242,7 @@ class BatchInferenceSession:
         if not self._batched:
             log.warning("Model %s has max_batch_size 0 (no batch dimension), so the vectorized "
                         "mode sends one request per row, %d at a time.", records.model,
-                        self._max_in_flight)
+                        options.max_concurrent_requests)
 
     def infer_columns(self, columns: Sequence[Sequence[Any]],
                       nulls: Sequence[np.ndarray | None] = ()) -> list[Sequence[Any]]:
@@ -288,13 +294,8 @@ class BatchInferenceSession:
 
     async def _send_all(self, columns: Sequence[Sequence[Any]],
                         chunks: list[np.ndarray]) -> list[list[Sequence[Any]]]:
-        slots = asyncio.Semaphore(self._max_in_flight)
-
-        async def send(chunk: np.ndarray) -> list[Sequence[Any]]:
-            async with slots:
-                return await self._send(columns, chunk)
-
-        return list(await asyncio.gather(*(send(chunk) for chunk in chunks)))
+        # (the transport lets 'max-concurrent-requests' of them in flight at a time)
+        return list(await asyncio.gather(*(self._send(columns, chunk) for chunk in chunks)))
 
     async def _send(self, columns: Sequence[Sequence[Any]],
                     chunk: np.ndarray) -> list[Sequence[Any]]:
@@ -306,11 +307,9 @@ class BatchInferenceSession:
             response = await self._transport.infer(request)
             return [[codec.decode(response.as_numpy(codec.column.tensor), records.model.name)]
                     for codec in bound.outputs]
-        try:
+        with records.naming_the_model():
             tensors = [codec.encode_batch(_take(column, chunk))
                        for codec, column in zip(bound.inputs, columns, strict=True)]
-        except TritonRequestError as e:
-            raise TritonRequestError(f"Model {records.model}: {e}") from None
         response = await self._transport.infer(
             InferRequest(records.model, tensors, records.outputs, None, records.priority))
         return [codec.decode_batch(response.as_numpy(codec.column.tensor), len(chunk),

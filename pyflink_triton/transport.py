@@ -16,12 +16,10 @@ Whatever the protocol, failures become :class:`TritonConnectionError` or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -30,6 +28,8 @@ from .endpoint import Endpoint
 from .errors import TritonConnectionError, TritonServerError
 from .options import TritonOptions
 from .sequence import SequenceParams
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Transport(Protocol):
 
 
 class AsyncTransport(Protocol):
-    """asyncio calls; bound to the event loop of its first call, many requests in flight."""
+    """asyncio calls, many requests in flight (up to its bound; more wait for a slot)."""
 
     async def infer(self, request: InferRequest) -> InferResponse: ...
 
@@ -92,21 +92,41 @@ def connect(options: TritonOptions) -> Transport:
 
 
 def connect_async(options: TritonOptions, max_in_flight: int) -> AsyncTransport:
-    """An asyncio transport whose connection pool holds ``max_in_flight`` connections."""
+    """An asyncio transport with at most ``max_in_flight`` requests in flight (over HTTP, one
+    keep-alive connection each)."""
     if options.effective_protocol == "grpc":
         from .grpc_transport import AsyncGrpcTransport
-        return AsyncGrpcTransport.for_options(options)
+        return AsyncGrpcTransport.for_options(options, max_in_flight)
     from .http_transport import AsyncHttpTransport
     return AsyncHttpTransport.for_options(options, max_in_flight)
 
 
-def deadline(seconds: float) -> AbstractAsyncContextManager[Any]:
-    """A bound on the awaits inside ``async with``: ``asyncio.timeout`` (raising
-    ``TimeoutError``) on Python 3.11+, where it costs no extra task per call as ``wait_for``
-    does; on 3.10, ``wait_for`` semantics are approximated by no bound here, and callers that
-    must be bounded use ``asyncio.wait_for`` themselves."""
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``await awaitable``, raising ``TimeoutError`` after ``seconds`` (``asyncio.timeout`` on
+    Python 3.11+, which costs no extra task per call as ``wait_for`` does)."""
     timeout = getattr(asyncio, "timeout", None)
-    return timeout(seconds) if timeout else contextlib.nullcontext()
+    if timeout is None:  # Python 3.10
+        return await asyncio.wait_for(awaitable, seconds)
+    async with timeout(seconds):
+        return await awaitable
+
+
+class LoopState:
+    """What an asyncio transport holds per event loop. Semaphores, streams and grpc.aio
+    channels belong to the loop that made them, and PyFlink starts its loop after open()."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self._max_in_flight = max_in_flight
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.slots = asyncio.Semaphore(max_in_flight)  # requests in flight, at most
+
+    def entered_new_loop(self) -> bool:
+        """True on the first call from a loop (the caller then drops what the old loop made)."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return False
+        self._loop, self.slots = loop, asyncio.Semaphore(self._max_in_flight)
+        return True
 
 
 def connection_error(endpoint: Endpoint, model: ModelRef, cause: BaseException,

@@ -75,13 +75,9 @@ def _cached_pytriton() -> Path:
         f"or install the wheel into this Python environment: {sys.executable} -m pip install "
         f"--no-deps {PYTRITON_REQUIREMENT}")
     try:
-        with _locked(cache_dir() / ".pytriton.lock"):
-            if not ready.exists():
-                log.info("Downloading the tritonserver binary (%s wheel) into %s (once)",
-                         PYTRITON_REQUIREMENT, target)
-                shutil.rmtree(target, ignore_errors=True)
-                _run(command, f"Downloading the tritonserver binary ({PYTRITON_REQUIREMENT})")
-                ready.touch()
+        _prepare_once(target, f"Downloading the tritonserver binary ({PYTRITON_REQUIREMENT} "
+                      "wheel)", [(command, "Downloading the tritonserver binary "
+                                           f"({PYTRITON_REQUIREMENT})")])
     except TritonServerSetupError as e:
         raise TritonServerSetupError(
             f"{e}\nThe local Triton launcher takes its tritonserver binary from the "
@@ -103,6 +99,20 @@ def _locked(path: Path) -> Iterator[None]:
     with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def _prepare_once(directory: Path, what: str,
+                  steps: Sequence[tuple[Sequence[str], str]]) -> None:
+    """Run ``steps`` (command, what it does) to fill ``directory``, unless an earlier run
+    finished (its ``.ready`` marker); under a lock, so parallel launchers prepare it once."""
+    with _locked(directory.parent / f".{directory.name}.lock"):
+        if (directory / ".ready").exists():
+            return
+        log.info("%s in %s (once)", what, directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        for command, step in steps:
+            _run(command, step)
+        (directory / ".ready").touch()
 
 
 def _run(command: Sequence[str], what: str) -> None:
@@ -157,18 +167,14 @@ class TritonInstallation:
     def _stub_venv(self, system_python: Path, version: str) -> Path:
         venv = cache_dir() / f"stub-python-{version}"
         python = venv / "bin" / "python3"
-        ready = venv / ".ready"
-        with _locked(cache_dir() / ".stub-python.lock"):
-            if not ready.exists():
-                log.info("Preparing the Python environment of Triton's Python backend in %s "
-                         "(%s with %s; once)", venv, system_python, STUB_NUMPY)
-                shutil.rmtree(venv, ignore_errors=True)
-                _run([str(system_python), "-m", "venv", str(venv)],
-                     f"Creating a venv with {system_python} (on Debian: apt-get install "
-                     f"python{version}-venv)")
-                _run([str(python), "-m", "pip", "install", "--quiet", STUB_NUMPY],
-                     f"Installing {STUB_NUMPY} for the backend stub")
-                ready.touch()
+        _prepare_once(venv, f"Preparing the Python environment of Triton's Python backend "
+                      f"({system_python} with {STUB_NUMPY})", [
+            ([str(system_python), "-m", "venv", str(venv)],
+             f"Creating a venv with {system_python} (on Debian: apt-get install "
+             f"python{version}-venv)"),
+            ([str(python), "-m", "pip", "install", "--quiet", STUB_NUMPY],
+             f"Installing {STUB_NUMPY} for the backend stub"),
+        ])
         return python
 
     def _prepare_backends(self) -> Path:
