@@ -18,19 +18,44 @@ class TritonConfigError(TritonError, ValueError):
 
 
 class TritonRequestError(TritonError, RuntimeError):
-    """A call to the Triton server failed."""
+    """A call to the Triton server failed (or a record could not be turned into one)."""
+
+    #: Whether sending the same request again may succeed ('max-retries' applies).
+    retryable: bool = False
 
 
 class TritonConnectionError(TritonRequestError):
     """The server could not be reached, or did not answer within ``timeout``."""
 
+    retryable = True
+
+
+class TritonTlsError(TritonRequestError):
+    """The TLS handshake failed (certificate not trusted, wrong host name, client certificate
+    missing): sending again cannot help."""
+
 
 class TritonServerError(TritonRequestError):
-    """The server answered with an HTTP error status."""
+    """The server answered with an error status: an HTTP status code, or a gRPC status name
+    such as ``'UNAVAILABLE'``."""
 
-    def __init__(self, message: str, status: int) -> None:
+    #: gRPC statuses that, like HTTP 5xx, say the server could not serve the request now.
+    RETRYABLE_GRPC_STATUSES = frozenset({"UNAVAILABLE", "INTERNAL", "UNKNOWN",
+                                         "RESOURCE_EXHAUSTED", "ABORTED"})
+
+    def __init__(self, message: str, status: int | str) -> None:
         super().__init__(message)
         self.status = status
 
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        if isinstance(self.status, int):
+            return self.status >= 500
+        return self.status in self.RETRYABLE_GRPC_STATUSES
+
     def __reduce__(self):  # keep the status when PyFlink pickles the exception
         return type(self), (str(self), self.status)
+
+
+class TritonCircuitOpenError(TritonRequestError):
+    """The circuit breaker is open: the request was not sent (never retried)."""

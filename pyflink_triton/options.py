@@ -130,6 +130,21 @@ def parse_positive_int(text: str) -> int:
     return int(text)
 
 
+def parse_fraction(text: str) -> float:
+    """A number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 0.0 < value <= 1.0:  # (NaN fails this too)
+        raise ValueError("the value must be greater than 0 and at most 1")
+    return value
+
+
+def parse_any_text(text: str) -> str:
+    return text  # parsed later, against something only known then (the output type)
+
+
 # Headers that the transport computes itself; a user value would corrupt the request.
 _RESERVED_HEADERS = {"content-length", "content-type", "content-encoding",
                      "inference-header-content-length", "host", "transfer-encoding"}
@@ -304,6 +319,87 @@ class TritonOptions:
         "endpoint, HTTP otherwise. gRPC always sends tensors as raw bytes, so it does not take "
         "'binary-data' = 'false'.")
 
+    max_retries: int = _option(
+        "max-retries", parse_non_negative_int, "a non-negative integer",
+        "How many times a request that failed transiently (connection refused or reset, no "
+        "answer within 'timeout', HTTP 5xx, gRPC UNAVAILABLE) is sent again, with the same "
+        "sequence ID; 2 means up to 3 attempts. Other failures (4xx, schema errors, an open "
+        "circuit breaker) are never retried.", 0)
+    retry_initial_backoff: timedelta = _option(
+        "retry-initial-backoff", parse_positive_duration, _DURATION_TEXT,
+        "Wait before the first retry. The n-th retry waits a random time between d/2 and d, "
+        "where d = min(retry-initial-backoff * 2^(n-1), retry-max-backoff).",
+        timedelta(milliseconds=100))
+    retry_max_backoff: timedelta = _option(
+        "retry-max-backoff", parse_positive_duration, _DURATION_TEXT,
+        "Longest wait between two attempts (at least 'retry-initial-backoff').",
+        timedelta(seconds=30))
+    record_timeout: timedelta | None = _option(
+        "record-timeout", parse_positive_duration, _DURATION_TEXT + ", or unset",
+        "Bound on one record, all its attempts and the waits between them included: no "
+        "attempt starts, and no wait ends, after it; an attempt's own bound is the smaller of "
+        "'timeout' and the time left. Unset: (max-retries + 1) * timeout plus the longest "
+        "waits the backoff allows.")
+    default_value: str | None = _option(
+        "default-value", parse_any_text,
+        "for a single output: the value as text (STRING: the text itself; numbers, booleans "
+        "and ARRAYs as JSON such as -1, true or [0.0, 0.0]); for a ROW result: a JSON object "
+        "of its fields; 'null' for SQL NULL",
+        "Result of a record whose request failed for good (retries exhausted, a non-retryable "
+        "error, or an open circuit breaker), instead of failing the job. Checked against the "
+        "output type at registration.")
+    error_fields: bool = _option(
+        "error-fields", parse_bool, _BOOLEAN,
+        "Return ROW(<output fields...>, ok BOOLEAN, error STRING): ok is false and error holds "
+        "the reason for a record whose request failed for good (its values are then "
+        "'default-value', or NULL), so that failures can be routed to a side table. A failed "
+        "record then never fails the job.", False)
+    circuit_breaker_enabled: bool = _option(
+        "circuit-breaker-enabled", parse_bool, _BOOLEAN,
+        "Stop sending requests while the server fails: per parallel subtask, the breaker opens "
+        "when at least 10 requests were counted and the share of failures reaches "
+        "'circuit-breaker-failure-threshold'. While open, records fail at once (not retried; "
+        "'default-value' applies). After 'circuit-breaker-timeout' it lets "
+        "'circuit-breaker-half-open-requests' requests through and closes when they all "
+        "succeed. A record counts once, however many attempts it took; only transient "
+        "failures count.", False)
+    circuit_breaker_failure_threshold: float = _option(
+        "circuit-breaker-failure-threshold", parse_fraction, "a number in (0, 1]",
+        "Share of failed requests at which the circuit breaker opens.", 0.5)
+    circuit_breaker_timeout: timedelta = _option(
+        "circuit-breaker-timeout", parse_positive_duration, _DURATION_TEXT,
+        "How long the circuit breaker stays open before it lets trial requests through.",
+        timedelta(seconds=60))
+    circuit_breaker_half_open_requests: int = _option(
+        "circuit-breaker-half-open-requests", parse_positive_int, "a positive integer",
+        "Trial requests let through after 'circuit-breaker-timeout'; when all succeed, the "
+        "breaker closes, when one fails, it opens again.", 3)
+    health_check_enabled: bool = _option(
+        "health-check-enabled", parse_bool, _BOOLEAN,
+        "Probe the server every 'health-check-interval' (GET /v2/health/live, then "
+        "/v2/health/ready if not live; gRPC ServerLive/ServerReady) from a background thread. "
+        "Probe results count as samples of the circuit breaker when it is enabled (a failed "
+        "probe reopens a half-open breaker; probes alone never close it); without it, changes "
+        "of health are logged only.", False)
+    health_check_interval: timedelta = _option(
+        "health-check-interval", parse_positive_duration, _DURATION_TEXT,
+        "Time between two health probes.", timedelta(seconds=30))
+    tls_ca_cert: str | None = _option(
+        "tls-ca-cert", parse_text, "a path to a PEM file",
+        "CA certificate(s) to verify an https:// or grpcs:// server with, instead of the "
+        "system's. The file is read in open(), on the machine that runs the function.")
+    tls_client_cert: str | None = _option(
+        "tls-client-cert", parse_text, "a path to a PEM file",
+        "Client certificate for servers that ask for one (mutual TLS); with "
+        "'tls-client-key' unless the file holds the key too.")
+    tls_client_key: str | None = _option(
+        "tls-client-key", parse_text, "a path to a PEM file (not encrypted)",
+        "Private key of 'tls-client-cert'.")
+    tls_verify: bool = _option(
+        "tls-verify", parse_bool, _BOOLEAN,
+        "'false' accepts any server certificate and host name (HTTP only; logged as a "
+        "warning in every open()): for tests, never in production.", True)
+
     mode: Literal["sync", "async", "vectorized"] | None = _option(
         "mode", parse_mode, "sync, async or vectorized, or unset (sync)",
         "How create_model and CREATE MODEL call the model. 'sync': a ScalarFunction, one "
@@ -440,6 +536,8 @@ class TritonOptions:
                 "sends raw tensors. Remove it or use 'protocol' = 'http'.")
         if self.mode == "vectorized" and self.sequence_id is not None:
             raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
+        self._check_reliability()
+        self._check_tls()
         credentials = [what for what, present in (
             ("user:password@ in 'endpoint'", self.endpoint.has_credentials),
             ("'auth-token'", self.auth_token is not None),
@@ -450,6 +548,51 @@ class TritonOptions:
             raise TritonConfigError(
                 f"{' and '.join(credentials)} are all sent as the Authorization header; keep "
                 "one of them.")
+
+    def _check_reliability(self) -> None:
+        if self.retry_max_backoff < self.retry_initial_backoff:
+            raise TritonConfigError(
+                f"'retry-max-backoff' ({_duration(self.retry_max_backoff)}) must be at least "
+                f"'retry-initial-backoff' ({_duration(self.retry_initial_backoff)}).")
+        for switch, on, keys in (
+                ("max-retries", self.max_retries > 0,
+                 ("retry-initial-backoff", "retry-max-backoff")),
+                ("circuit-breaker-enabled", self.circuit_breaker_enabled,
+                 ("circuit-breaker-failure-threshold", "circuit-breaker-timeout",
+                  "circuit-breaker-half-open-requests")),
+                ("health-check-enabled", self.health_check_enabled,
+                 ("health-check-interval",))):
+            changed = [key for key in keys if not on and self._differs_from_default(key)]
+            if changed:
+                wanted = "> 0" if switch == "max-retries" else "= 'true'"
+                raise TritonConfigError(
+                    f"{', '.join(repr(k) for k in changed)} has no effect without '{switch}' "
+                    f"{wanted}; set '{switch}' or remove it.")
+
+    def _check_tls(self) -> None:
+        tls_keys = [key for key in ("tls-ca-cert", "tls-client-cert", "tls-client-key",
+                                    "tls-verify") if self._differs_from_default(key)]
+        if tls_keys and not self.endpoint.use_tls:
+            raise TritonConfigError(
+                f"{', '.join(repr(k) for k in tls_keys)} need(s) a TLS endpoint (https:// or "
+                f"grpcs://), and '{self.endpoint}' is not one.")
+        if self.tls_client_key is not None and self.tls_client_cert is None:
+            raise TritonConfigError("'tls-client-key' needs 'tls-client-cert' (the certificate "
+                                    "the key belongs to).")
+        if not self.tls_verify:
+            if self.tls_ca_cert is not None:
+                raise TritonConfigError(
+                    "'tls-verify' = 'false' ignores 'tls-ca-cert'; keep one of them.")
+            if self.effective_protocol == "grpc":
+                raise TritonConfigError(
+                    "'tls-verify' = 'false' exists only over HTTP: gRPC always verifies the "
+                    "server. Give the server's CA with 'tls-ca-cert' instead.")
+
+    def _differs_from_default(self, key: str) -> bool:
+        for f, spec in _fields_with_specs():
+            if spec.key == key:
+                return getattr(self, f.name) != spec.default
+        raise KeyError(key)
 
     @property
     def effective_protocol(self) -> Literal["http", "grpc"]:
@@ -476,6 +619,11 @@ def _fields_with_specs():
 def option_specs() -> list[OptionSpec]:
     """All option specs, in declaration order."""
     return [spec for _, spec in _fields_with_specs()]
+
+
+def _duration(value: timedelta) -> str:
+    micros = value // timedelta(microseconds=1)
+    return f"{micros // 1000} ms" if micros % 1000 == 0 else f"{micros} µs"
 
 
 def _as_text(value: object) -> str:

@@ -145,7 +145,7 @@ def server_error(endpoint: Endpoint, model: ModelRef, status: int | str, detail:
     what = f"HTTP {status}" if isinstance(status, int) else f"gRPC {status}"
     return TritonServerError(
         f"The Triton server at {endpoint} answered {what} for model {model}: "
-        f"{detail}{_hint(status, detail)}", status if isinstance(status, int) else 0)
+        f"{detail}{_hint(status, detail)}", status)
 
 
 def unreadable_response(endpoint: Endpoint, model: ModelRef, reason: str,
