@@ -96,13 +96,14 @@ class _ElementFunction:
 
     @property
     def output_type(self) -> TypeInformation:
-        return type_info_for(self.inference.signature.result_type)
+        return type_info_for(self.inference.result_type)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._session = self._open_session(runtime_context.get_index_of_this_subtask(),
-                                           runtime_context.get_attempt_number())
+                                           runtime_context.get_attempt_number(),
+                                           runtime_context.get_metrics_group())
 
-    def _open_session(self, subtask_index: int, attempt: int) -> Any:
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any) -> Any:
         raise NotImplementedError
 
     def _arguments(self, value: Any) -> Sequence[Any]:
@@ -123,8 +124,9 @@ class _ElementFunction:
 class TritonMapFunction(_ElementFunction, MapFunction):
     """One blocking request per element."""
 
-    def _open_session(self, subtask_index: int, attempt: int) -> InferenceSession:
-        return self.inference.open(subtask_index, attempt)
+    def _open_session(self, subtask_index: int, attempt: int,
+                      metric_group: Any) -> InferenceSession:
+        return self.inference.open(subtask_index, attempt, metric_group)
 
     def map(self, value: Any) -> Any:
         assert self._session is not None, "map() before open()"
@@ -140,15 +142,18 @@ class TritonAsyncFunction(_ElementFunction, AsyncFunction):
     """One request per element, up to 'max-concurrent-requests' in flight; apply it with
     :func:`async_map`, which sets Flink's capacity to match."""
 
-    def _open_session(self, subtask_index: int, attempt: int) -> AsyncInferenceSession:
-        return self.inference.open_async(subtask_index, attempt)
+    def _open_session(self, subtask_index: int, attempt: int,
+                      metric_group: Any) -> AsyncInferenceSession:
+        return self.inference.open_async(subtask_index, attempt, metric_group)
 
     async def async_invoke(self, value: Any) -> list[Any]:
         assert self._session is not None, "async_invoke() before open()"
         return [await self._session.infer(self._arguments(value))]
 
     def close(self) -> None:
-        self._session = None  # (PyFlink stops the event loop first; sockets close with it)
+        if self._session is not None:  # (PyFlink stops the event loop first; the sockets
+            self._session.stop()       # close with it)
+            self._session = None
 
 
 def async_map(stream: DataStream, function: TritonAsyncFunction) -> DataStream:

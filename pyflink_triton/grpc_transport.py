@@ -7,6 +7,7 @@ grpcio (< 1.66) apache-flink 2.3 allows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from .codec import InputTensor
 from .endpoint import Endpoint
 from .errors import TritonRequestError
 from .options import TritonOptions
+from .tls import grpc_client_args
 from .transport import (
     InferRequest,
     LoopState,
@@ -26,19 +28,43 @@ from .transport import (
     connection_error,
     request_headers,
     server_error,
+    tls_error,
 )
 
 # Status codes that mean the server was not reached or did not answer in time.
 _UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",
                 "StatusCode.CANCELLED"}
+# gRPC reports a failed TLS handshake as UNAVAILABLE, e.g. "failed to connect to all addresses;
+# last error: UNKNOWN: ipv4:127.0.0.1:443: Ssl handshake failed (TSI_PROTOCOL_FAILURE):
+# SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED".
+_TLS_FAILURE = re.compile(r"ssl|certificate|handshake", re.IGNORECASE)
+_OPENSSL_REASON = re.compile(r"OPENSSL_internal:([A-Z0-9_]+)")
+# What gRPC says when the answer is an HTTP status instead of a gRPC one (a proxy's answer).
+_GATEWAY_STATUS = re.compile(r"Received http2 header with status: (\d{3})")
+
+
+_CHANNEL_ARGS = [
+    # tritonclient's defaults: no limit on message sizes.
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    # Reconnect soon after an outage. With gRPC's default backoff (1 s, growing up to 120 s)
+    # a channel went on failing at once, without trying to connect, for 8 s after Triton was
+    # back (measured), while a record's retries ran out.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 class _KServeGrpc:
     """What both gRPC transports share: request arguments and error translation."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
-                 compression: str | None) -> None:
+                 compression: str | None, tls_args: Mapping[str, Any] | None) -> None:
         self.endpoint = endpoint
+        # Checked once per transport (for_options: from the TLS options); the asyncio client is
+        # made again on every new event loop, from the same arguments.
+        self._tls_args = dict(tls_args) if tls_args is not None else {"ssl": endpoint.use_tls}
         self._timeout = timeout.total_seconds()
         self._compression = compression
         # gRPC metadata keys must be lower case.
@@ -46,7 +72,7 @@ class _KServeGrpc:
         self._requested: dict[tuple[str, ...], list[grpcclient.InferRequestedOutput]] = {}
 
     def _client_args(self) -> dict[str, Any]:
-        return {"url": self.endpoint.address, "ssl": self.endpoint.use_tls}
+        return {"url": self.endpoint.address, "channel_args": _CHANNEL_ARGS, **self._tls_args}
 
     def _infer_args(self, request: InferRequest) -> dict[str, Any]:
         outputs = self._requested.get(request.outputs) or self._requested.setdefault(
@@ -58,18 +84,27 @@ class _KServeGrpc:
             "sequence_id": sequence.sequence_id if sequence else 0,
             "sequence_start": sequence.start if sequence else False,
             "sequence_end": sequence.end if sequence else False,
-            "priority": request.priority or 0, "client_timeout": self._timeout,
+            "priority": request.priority or 0,
+            "client_timeout": request.timeout or self._timeout,
             "headers": self._headers, "compression_algorithm": self._compression,
         }
 
-    def _error(self, model: ModelRef, error: InferenceServerException) -> TritonRequestError:
+    def _error(self, model: ModelRef, error: InferenceServerException,
+               timeout: float | None = None) -> TritonRequestError:
         status = str(error.status() or "")
+        message = error.message() or ""
+        if status == "StatusCode.UNAVAILABLE" and _TLS_FAILURE.search(message):
+            return tls_error(self.endpoint, model, _tls_reason(message))
+        gateway = _GATEWAY_STATUS.search(message)
+        if gateway and status in ("StatusCode.INTERNAL", "StatusCode.UNKNOWN"):
+            # An HTTP proxy (nginx...) answered instead of Triton, and gRPC turned its status
+            # into INTERNAL or UNKNOWN, which would look retryable: judge the HTTP status.
+            return server_error(self.endpoint, model, int(gateway.group(1)), message)
         if status in _UNREACHABLE:
             cause: BaseException = (TimeoutError() if status == "StatusCode.DEADLINE_EXCEEDED"
                                     else ConnectionError(error.message()))
-            return connection_error(self.endpoint, model, cause, self._timeout)
-        return server_error(self.endpoint, model, status.removeprefix("StatusCode."),
-                            error.message() or "")
+            return connection_error(self.endpoint, model, cause, timeout or self._timeout)
+        return server_error(self.endpoint, model, status.removeprefix("StatusCode."), message)
 
 
 class GrpcTransport(_KServeGrpc):
@@ -78,11 +113,12 @@ class GrpcTransport(_KServeGrpc):
     @classmethod
     def for_options(cls, options: TritonOptions) -> GrpcTransport:
         return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression)
+                   options.compression, grpc_client_args(options))
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str] = (),
-                 compression: str | None = None) -> None:
-        super().__init__(endpoint, timeout, dict(headers), compression)
+                 compression: str | None = None,
+                 tls_args: Mapping[str, Any] | None = None) -> None:
+        super().__init__(endpoint, timeout, dict(headers), compression, tls_args)
         self._client = grpcclient.InferenceServerClient(**self._client_args())
 
     def model_metadata(self, model: ModelRef) -> dict[str, Any]:
@@ -105,7 +141,21 @@ class GrpcTransport(_KServeGrpc):
         try:
             return self._client.infer(**self._infer_args(request))
         except InferenceServerException as e:
-            raise self._error(request.model, e) from None
+            raise self._error(request.model, e, request.timeout) from None
+
+    def server_live(self, model: ModelRef) -> bool:
+        try:
+            return self._client.is_server_live(headers=self._headers,
+                                               client_timeout=self._timeout)
+        except InferenceServerException as e:
+            raise self._error(model, e) from None
+
+    def server_ready(self, model: ModelRef) -> bool:
+        try:
+            return self._client.is_server_ready(headers=self._headers,
+                                                client_timeout=self._timeout)
+        except InferenceServerException as e:
+            raise self._error(model, e) from None
 
     def close(self) -> None:
         self._client.close()
@@ -115,15 +165,16 @@ class AsyncGrpcTransport(_KServeGrpc):
     """asyncio, up to ``max_in_flight`` requests at a time on one channel."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
-                 compression: str | None, max_in_flight: int) -> None:
-        super().__init__(endpoint, timeout, headers, compression)
+                 compression: str | None, max_in_flight: int,
+                 tls_args: Mapping[str, Any] | None = None) -> None:
+        super().__init__(endpoint, timeout, headers, compression, tls_args)
         self._state = LoopState(max_in_flight)
         self._client: grpcclient_aio.InferenceServerClient | None = None
 
     @classmethod
     def for_options(cls, options: TritonOptions, max_in_flight: int) -> AsyncGrpcTransport:
         return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression, max_in_flight)
+                   options.compression, max_in_flight, grpc_client_args(options))
 
     async def infer(self, request: InferRequest) -> grpcclient.InferResult:
         if self._state.entered_new_loop():  # grpc.aio binds a channel to the running loop
@@ -133,12 +184,21 @@ class AsyncGrpcTransport(_KServeGrpc):
             try:
                 return await self._client.infer(**self._infer_args(request))
             except InferenceServerException as e:
-                raise self._error(request.model, e) from None
+                raise self._error(request.model, e, request.timeout) from None
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _tls_reason(message: str) -> str:
+    """OpenSSL's reason (CERTIFICATE_VERIFY_FAILED -> 'certificate verify failed'), or the
+    message when it has none."""
+    reason = _OPENSSL_REASON.search(message)
+    if reason is None:
+        return message
+    return f"{reason.group(1).replace('_', ' ').lower()} (gRPC: {message.rstrip('. ')})"
 
 
 def _grpc_input(tensor: InputTensor) -> grpcclient.InferInput:

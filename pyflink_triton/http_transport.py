@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 import select
 import socket
 import ssl
@@ -27,6 +28,7 @@ from . import http1
 from .codec import InputTensor
 from .endpoint import Endpoint
 from .options import TritonOptions
+from .tls import http_context
 from .transport import (
     InferRequest,
     LoopState,
@@ -40,18 +42,22 @@ from .transport import (
 
 log = logging.getLogger(__name__)
 
+_HTML_TITLE = re.compile(r"<title>([^<]{1,200})</title>", re.IGNORECASE)
+
 
 class _KServeHttp:
     """What both HTTP transports share: paths, request bodies, responses and their errors."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
-                 compression: str | None, binary: bool) -> None:
+                 compression: str | None, binary: bool, tls: ssl.SSLContext | None) -> None:
         self.endpoint = endpoint
         self._timeout = timeout.total_seconds()
         self._compression = compression
         self._binary = binary
         self._head = http1.encode_head(endpoint.host, endpoint.port, headers)
-        self._tls = ssl.create_default_context() if endpoint.use_tls else None
+        # Built once per transport (for_options: from the TLS options), shared by its
+        # connections; an https:// endpoint without one verifies with the system's CAs.
+        self._tls = tls or (ssl.create_default_context() if endpoint.use_tls else None)
         self._paths: dict[tuple[str, ...], str] = {}  # URL-quoted once, not per record
         self._requested: dict[tuple[str, ...], list[InferRequestedOutput]] = {}
 
@@ -102,6 +108,9 @@ class _KServeHttp:
             detail = json.loads(data).get("error") or data.decode(errors="replace")
         except (ValueError, AttributeError):
             detail = data.decode(errors="replace")[:500]
+            # A gateway's error page (nginx: 401, 413, 502...): its title says it all.
+            if title := _HTML_TITLE.search(detail):
+                detail = title.group(1).strip()
         return server_error(self.endpoint, model, status, detail)
 
 
@@ -109,14 +118,15 @@ class HttpTransport(_KServeHttp):
     """Blocking, one keep-alive connection."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str] = (),
-                 compression: str | None = None, binary: bool = True) -> None:
-        super().__init__(endpoint, timeout, headers, compression, binary)
+                 compression: str | None = None, binary: bool = True,
+                 tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(endpoint, timeout, headers, compression, binary, tls)
         self._connection: http1.Connection | None = None
 
     @classmethod
     def for_options(cls, options: TritonOptions) -> HttpTransport:
         return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression, options.binary_data)
+                   options.compression, options.binary_data, http_context(options))
 
     def model_metadata(self, model: ModelRef) -> dict[str, Any]:
         return self._get_json(model, model.path_segments())
@@ -125,7 +135,14 @@ class HttpTransport(_KServeHttp):
         return self._get_json(model, (*model.path_segments(), "config"))
 
     def infer(self, request: InferRequest) -> InferResult:
-        return self._result(request.model, self._round_trip(request.model, self._post(request)))
+        return self._result(request.model, self._round_trip(
+            request.model, self._post(request), request.timeout or self._timeout))
+
+    def server_live(self, model: ModelRef) -> bool:
+        return self._round_trip(model, self._get(("health", "live"))).status == 200
+
+    def server_ready(self, model: ModelRef) -> bool:
+        return self._round_trip(model, self._get(("health", "ready"))).status == 200
 
     def close(self) -> None:
         if self._connection is not None:
@@ -150,12 +167,19 @@ class HttpTransport(_KServeHttp):
                                                 self._timeout, self._tls)
         return self._connection
 
-    def _round_trip(self, model: ModelRef, request: bytes) -> http1.Response:
+    def _round_trip(self, model: ModelRef, request: bytes,
+                    timeout: float | None = None) -> http1.Response:
+        timeout = timeout or self._timeout
         try:
-            response = self._connect().exchange(request)
+            connection = self._connect()
+            if timeout != self._timeout:  # the record's time is running out
+                connection.sock.settimeout(timeout)
+            response = connection.exchange(request)
+            if timeout != self._timeout:
+                connection.sock.settimeout(self._timeout)
         except OSError as e:
             self.close()
-            raise connection_error(self.endpoint, model, e, self._timeout) from None
+            raise connection_error(self.endpoint, model, e, timeout) from None
         if response.will_close:
             self.close()
         return response
@@ -166,25 +190,28 @@ class AsyncHttpTransport(_KServeHttp):
     time on each), as many requests in flight."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
-                 compression: str | None, binary: bool, max_connections: int) -> None:
-        super().__init__(endpoint, timeout, headers, compression, binary)
+                 compression: str | None, binary: bool, max_connections: int,
+                 tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(endpoint, timeout, headers, compression, binary, tls)
         self._state = LoopState(max_connections)
         self._idle: list[http1.AsyncConnection] = []
 
     @classmethod
     def for_options(cls, options: TritonOptions, max_connections: int) -> AsyncHttpTransport:
         return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression, options.binary_data, max_connections)
+                   options.compression, options.binary_data, max_connections,
+                   http_context(options))
 
     async def infer(self, request: InferRequest) -> InferResult:
         data = self._post(request)
         if self._state.entered_new_loop():
             self._idle = []  # (connections of another loop are unusable there)
+        timeout = request.timeout or self._timeout
         async with self._state.slots:
             try:
-                response = await within(self._timeout, self._exchange(data))
+                response = await within(timeout, self._exchange(data))
             except (OSError, TimeoutError) as e:
-                raise connection_error(self.endpoint, request.model, e, self._timeout) from None
+                raise connection_error(self.endpoint, request.model, e, timeout) from None
         return self._result(request.model, response)
 
     async def _exchange(self, data: bytes) -> http1.Response:

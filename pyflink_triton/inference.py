@@ -10,6 +10,9 @@ the codecs checked against the model the server serves:
 - :class:`BatchInferenceSession`: columns of many records, sent as requests of up to the
   model's ``max_batch_size`` rows with bounded concurrency (vectorized).
 
+Every session sends through a :class:`~pyflink_triton.reliable.RequestGuard` (retries, circuit
+breaker, metrics) and turns a record whose request failed for good into its result with the
+:class:`~pyflink_triton.fallback.ResultPolicy` ('default-value', 'error-fields') or an error.
 The PyFlink adapters in ``table`` and ``datastream`` only translate between Flink's calling
 conventions and these.
 """
@@ -18,16 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pyflink.common import Row
+from pyflink.table.types import DataType
 
 from .errors import TritonConfigError, TritonError, TritonRequestError
+from .fallback import ResultPolicy
+from .metrics import InferenceMetrics
 from .options import VECTORIZED_SEQUENCE_ERROR, TritonOptions
+from .reliable import HealthCheck, RequestGuard
 from .sequence import SequenceIdGenerator, SequencePolicy
 from .signature import BoundSignature, ColumnDeclaration, ModelSignature, OutputDeclaration
 from .transport import (
@@ -42,11 +49,14 @@ from .transport import (
 
 log = logging.getLogger(__name__)
 
+_FAILURE_LOG_INTERVAL = 10.0  # seconds between two warnings about fallback results
+
 
 @dataclass(frozen=True)
 class TritonInference:
     options: TritonOptions
     signature: ModelSignature
+    results: ResultPolicy
 
     @classmethod
     def create(cls, options: Mapping[str, object] | TritonOptions,
@@ -73,70 +83,94 @@ class TritonInference:
             finally:
                 transport.close()
 
-        return cls(parsed, ModelSignature.resolve(model, parsed, inputs, output, fetch_served))
+        signature = ModelSignature.resolve(model, parsed, inputs, output, fetch_served)
+        return cls(parsed, signature, ResultPolicy.from_options(
+            parsed.default_value, parsed.error_fields, signature.outputs, signature.row_output))
 
     @property
     def model(self) -> ModelRef:
         return ModelRef(self.options.model_name, self.options.model_version)
 
-    def open(self, subtask_index: int, attempt: int = 0) -> InferenceSession:
-        """Connect, check the signature against the served model, start the ID counter."""
+    @property
+    def result_type(self) -> DataType:
+        return self.results.result_type
+
+    def open(self, subtask_index: int, attempt: int = 0,
+             metric_group: Any | None = None) -> InferenceSession:
+        """Connect, check the signature against the served model, start the ID counter.
+        ``metric_group``: Flink's metric group of the function, to report metrics in."""
         transport = connect(self.options)
         try:
-            records = self._records(transport, subtask_index, attempt, "sync")
+            records = self._records(transport, subtask_index, attempt, "sync", metric_group)
         except BaseException:
             transport.close()
             raise
         return InferenceSession(records, transport)
 
-    def open_async(self, subtask_index: int, attempt: int = 0) -> AsyncInferenceSession:
+    def open_async(self, subtask_index: int, attempt: int = 0,
+                   metric_group: Any | None = None) -> AsyncInferenceSession:
         """As :meth:`open`, for asyncio callers; the connections open on the first call."""
-        records = self._checked_records(subtask_index, attempt, "async")
+        records = self._checked_records(subtask_index, attempt, "async", metric_group)
         return AsyncInferenceSession(
             records, connect_async(self.options, self.options.max_concurrent_requests))
 
-    def open_batched(self, subtask_index: int, attempt: int = 0) -> BatchInferenceSession:
+    def open_batched(self, subtask_index: int, attempt: int = 0,
+                     metric_group: Any | None = None) -> BatchInferenceSession:
         """As :meth:`open`, for callers with columns of many records (vectorized)."""
         if self.options.sequence_id is not None:
             raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
-        records = self._checked_records(subtask_index, attempt, "vectorized")
+        records = self._checked_records(subtask_index, attempt, "vectorized", metric_group)
         return BatchInferenceSession(
             records, connect_async(self.options, self.options.max_concurrent_requests),
             self.options)
 
-    def _checked_records(self, subtask_index: int, attempt: int, mode: str) -> RecordCodec:
+    def _checked_records(self, subtask_index: int, attempt: int, mode: str,
+                         metric_group: Any | None) -> RecordCodec:
         transport = connect(self.options)  # a blocking one for the checks: open() is not async
         try:
-            return self._records(transport, subtask_index, attempt, mode)
+            return self._records(transport, subtask_index, attempt, mode, metric_group)
         finally:
             transport.close()
 
     def _records(self, transport: Transport, subtask_index: int, attempt: int,
-                 mode: str) -> RecordCodec:
+                 mode: str, metric_group: Any | None) -> RecordCodec:
         # Fetched anew by every open(): the served model may have changed since registration
         # (or since the last attempt).
         bound = self.signature.bind(self.model, transport.model_metadata(self.model),
                                     transport.model_config(self.model), self.options)
         sequence_ids = SequencePolicy.from_options(self.options).for_subtask(subtask_index)
-        log.info("Triton model %s at %s (%s, %s): subtask %d, attempt %d, %s; %s", self.model,
-                 self.options.endpoint, self.options.effective_protocol, mode, subtask_index,
-                 attempt, sequence_ids.describe(), self.signature.describe())
-        return RecordCodec(self, bound, sequence_ids)
+        metrics = InferenceMetrics(metric_group)
+        metrics.gauge("sequenceCounter", lambda: sequence_ids.issued)
+        guard = RequestGuard(self.options, metrics)
+        log.info("Triton model %s at %s (%s, %s): subtask %d, attempt %d, %s; %s; %s",
+                 self.model, self.options.endpoint, self.options.effective_protocol, mode,
+                 subtask_index, attempt, sequence_ids.describe(), guard.describe(),
+                 self.signature.describe())
+        health = None
+        if self.options.health_check_enabled:
+            health = HealthCheck(self.options, guard.breaker, metrics,
+                                 f"{self.model.name}-{subtask_index}").start()
+        return RecordCodec(self, bound, sequence_ids, guard, health)
 
 
 class RecordCodec:
-    """One record's values -> an :class:`InferRequest`; a response -> the record's result."""
+    """One record's values -> an :class:`InferRequest`; a response (or a failure) -> the
+    record's result. Holds what every session of a function instance needs."""
 
     def __init__(self, inference: TritonInference, bound: BoundSignature,
-                 sequence_ids: SequenceIdGenerator) -> None:
+                 sequence_ids: SequenceIdGenerator, guard: RequestGuard,
+                 health: HealthCheck | None) -> None:
         self.model = inference.model
         self.bound = bound
         self.sequence_ids = sequence_ids
+        self.guard = guard
+        self.health = health
+        self.results = inference.results
         self.priority = inference.options.priority
         self.skip_nulls = inference.options.null_input == "skip"
         self.outputs = tuple(codec.column.tensor for codec in bound.outputs)
-        self.row_fields = ([c.column.name for c in bound.outputs] if bound.row_output
-                           else None)
+        self._unlogged_failures = 0
+        self._failure_logged_at = -_FAILURE_LOG_INTERVAL
 
     def request(self, values: Sequence[Any]) -> InferRequest | None:
         """The request for one record, or None for a record that is skipped (a NULL)."""
@@ -158,9 +192,31 @@ class RecordCodec:
 
     def result(self, response: InferResponse) -> Any:
         """The record's result: the output column's value, or a ``Row`` of them."""
-        decoded = [codec.decode(response.as_numpy(codec.column.tensor), self.model.name)
-                   for codec in self.bound.outputs]
-        return self.row(decoded) if self.row_fields is not None else decoded[0]
+        return self.results.succeeded([
+            codec.decode(response.as_numpy(codec.column.tensor), self.model.name)
+            for codec in self.bound.outputs])
+
+    def failed(self, error: TritonRequestError, records: int = 1) -> None:
+        """Count (and now and then log) ``records`` that failed for good; raises ``error``
+        unless 'default-value' or 'error-fields' turn them into results."""
+        if not self.results.handles_failures:
+            raise error
+        self.guard.metrics.fallbacks.inc(records)
+        self._unlogged_failures += records
+        now = time.monotonic()
+        if now - self._failure_logged_at >= _FAILURE_LOG_INTERVAL:  # an outage: not a flood
+            log.warning("%d record(s) for model %s got the fallback result since the last "
+                        "such message; the latest failure: %s", self._unlogged_failures,
+                        self.model, error)
+            self._unlogged_failures, self._failure_logged_at = 0, now
+
+    def failed_result(self, error: TritonRequestError) -> Any:
+        self.failed(error)
+        return self.results.failed(error)
+
+    def close(self) -> None:
+        if self.health is not None:
+            self.health.stop()
 
     @contextmanager
     def naming_the_model(self) -> Iterator[None]:
@@ -169,11 +225,6 @@ class RecordCodec:
             yield
         except TritonRequestError as e:
             raise TritonRequestError(f"Model {self.model}: {e}") from None
-
-    def row(self, values: Sequence[Any]) -> Row:
-        row = Row(*values)
-        row.set_field_names(self.row_fields)
-        return row
 
     def null_error(self, columns: Sequence[str]) -> TritonRequestError:
         return TritonRequestError(
@@ -192,12 +243,17 @@ class InferenceSession:
 
     def infer(self, values: Sequence[Any]) -> Any:
         """Send one record (one value per input column) and return its result."""
-        request = self._records.request(values)
-        if request is None:
-            return None
-        return self._records.result(self._transport.infer(request))
+        records = self._records
+        try:
+            request = records.request(values)
+            if request is None:
+                return None
+            return records.result(records.guard.send(self._transport, request))
+        except TritonRequestError as error:
+            return records.failed_result(error)
 
     def close(self) -> None:
+        self._records.close()
         self._transport.close()
 
 
@@ -212,12 +268,21 @@ class AsyncInferenceSession:
     async def infer(self, values: Sequence[Any]) -> Any:
         # Everything up to the await runs as soon as the caller schedules the record, so
         # records draw their sequence IDs in arrival order, as in the sync mode.
-        request = self._records.request(values)
-        if request is None:
-            return None
-        return self._records.result(await self._transport.infer(request))
+        records = self._records
+        try:
+            request = records.request(values)
+            if request is None:
+                return None
+            return records.result(await records.guard.send_async(self._transport, request))
+        except TritonRequestError as error:
+            return records.failed_result(error)
+
+    def stop(self) -> None:
+        """What close() does that needs no event loop (PyFlink stops its loop first)."""
+        self._records.close()
 
     async def close(self) -> None:
+        self.stop()
         await self._transport.close()
 
 
@@ -248,31 +313,56 @@ class BatchInferenceSession:
                       nulls: Sequence[np.ndarray | None] = ()) -> list[Sequence[Any]]:
         """``columns``: one sequence of values per input column, all of one length;
         ``nulls``: per column, a mask of its NULL values (None: no NULLs). Returns one
-        sequence of results per output column (None for a row skipped for a NULL)."""
+        sequence per result field (the outputs, then ok and error with 'error-fields'); a
+        row skipped for a NULL has None in every field."""
+        records = self._records
         rows = len(columns[0]) if columns else 0
         masks = [m for m in nulls if m is not None and m.any()]
         null_rows = np.logical_or.reduce(masks) if masks else None
-        if null_rows is not None and not self._records.skip_nulls:
+        failures: list[tuple[np.ndarray, TritonRequestError]] = []
+        if null_rows is not None and not records.skip_nulls:
             first = int(np.flatnonzero(null_rows)[0])
-            raise self._records.null_error([
-                codec.column.name for codec, mask in zip(self._records.bound.inputs, nulls,
+            error = records.null_error([
+                codec.column.name for codec, mask in zip(records.bound.inputs, nulls,
                                                          strict=False)
                 if mask is not None and mask[first]])
+            records.failed(error, int(null_rows.sum()))  # (raises without a fallback)
+            failures.append((np.flatnonzero(null_rows), error))
         indices = np.arange(rows) if null_rows is None else np.flatnonzero(~null_rows)
         chunks, in_order = self._chunks(columns, indices)
-        results = self._loop.run_until_complete(self._send_all(columns, chunks))
-        outputs = range(len(self._records.bound.outputs))
-        if in_order and len(indices) == rows:  # the common case: no NULL, no regrouping
+        outcomes = self._loop.run_until_complete(self._send_all(columns, chunks))
+        results = [r for r in outcomes if not isinstance(r, TritonRequestError)]
+        outputs = range(len(records.bound.outputs))
+        merged: list[Sequence[Any]]
+        if in_order and len(results) == len(chunks) and len(indices) == rows:
+            # The common case: every row sent, in order, and answered.
             if len(results) == 1:
-                return results[0]
-            if all(isinstance(r[i], np.ndarray) for r in results for i in outputs):
-                return [np.concatenate([r[i] for r in results]) for i in outputs]
-        merged: list[list[Any]] = [[None] * rows for _ in outputs]
-        for chunk, result in zip(chunks, results, strict=True):
+                merged = list(results[0])
+            elif all(isinstance(r[i], np.ndarray) for r in results for i in outputs):
+                merged = [np.concatenate([r[i] for r in results]) for i in outputs]
+            else:
+                merged = [[v for r in results for v in r[i]] for i in outputs]
+            if records.results.error_fields:
+                merged += [np.ones(rows, dtype=bool), [None] * rows]
+            return merged
+        merged = [[None] * rows for _ in range(len(records.results.field_names or [0]))]
+        for chunk, outcome in zip(chunks, outcomes, strict=True):
+            if isinstance(outcome, TritonRequestError):
+                failures.append((chunk, outcome))
+                continue
             for i in outputs:
                 column = merged[i]
-                for row, value in zip(chunk.tolist(), result[i], strict=True):
+                for row, value in zip(chunk.tolist(), outcome[i], strict=True):
                     column[row] = value
+            if records.results.error_fields:
+                for row in chunk.tolist():
+                    merged[-2][row] = True
+        for chunk, error in failures:
+            for row in chunk.tolist():
+                for i, value in enumerate(records.results.failed_values()):
+                    merged[i][row] = value
+                if records.results.error_fields:
+                    merged[-2][row], merged[-1][row] = False, str(error)
         return merged
 
     def _chunks(self, columns: Sequence[Sequence[Any]],
@@ -292,30 +382,36 @@ class BatchInferenceSession:
         chunks = [g[start:start + size] for g in groups for start in range(0, len(g), size)]
         return chunks, len(groups) == 1
 
-    async def _send_all(self, columns: Sequence[Sequence[Any]],
-                        chunks: list[np.ndarray]) -> list[list[Sequence[Any]]]:
+    async def _send_all(self, columns: Sequence[Sequence[Any]], chunks: list[np.ndarray]
+                        ) -> list[list[Sequence[Any]] | TritonRequestError]:
         # (the transport lets 'max-concurrent-requests' of them in flight at a time)
         return list(await asyncio.gather(*(self._send(columns, chunk) for chunk in chunks)))
 
-    async def _send(self, columns: Sequence[Sequence[Any]],
-                    chunk: np.ndarray) -> list[Sequence[Any]]:
+    async def _send(self, columns: Sequence[Sequence[Any]], chunk: np.ndarray
+                    ) -> list[Sequence[Any]] | TritonRequestError:
+        """One request's output columns, or its error when a fallback answers for it."""
         records = self._records
         bound = records.bound
-        if not self._batched:  # one row
-            request = records.request([column[chunk[0]] for column in columns])
-            assert request is not None  # NULL rows are never sent
-            response = await self._transport.infer(request)
-            return [[codec.decode(response.as_numpy(codec.column.tensor), records.model.name)]
-                    for codec in bound.outputs]
-        with records.naming_the_model():
-            tensors = [codec.encode_batch(_take(column, chunk))
-                       for codec, column in zip(bound.inputs, columns, strict=True)]
-        response = await self._transport.infer(
-            InferRequest(records.model, tensors, records.outputs, None, records.priority))
-        return [codec.decode_batch(response.as_numpy(codec.column.tensor), len(chunk),
-                                   records.model.name) for codec in bound.outputs]
+        try:
+            if not self._batched:  # one row
+                request = records.request([column[chunk[0]] for column in columns])
+                assert request is not None  # NULL rows are never sent
+                response = await records.guard.send_async(self._transport, request)
+                return [[codec.decode(response.as_numpy(codec.column.tensor),
+                                      records.model.name)] for codec in bound.outputs]
+            with records.naming_the_model():
+                tensors = [codec.encode_batch(_take(column, chunk))
+                           for codec, column in zip(bound.inputs, columns, strict=True)]
+            response = await records.guard.send_async(self._transport, InferRequest(
+                records.model, tensors, records.outputs, None, records.priority))
+            return [codec.decode_batch(response.as_numpy(codec.column.tensor), len(chunk),
+                                       records.model.name) for codec in bound.outputs]
+        except TritonRequestError as error:
+            records.failed(error, len(chunk))  # (raises without a fallback)
+            return error
 
     def close(self) -> None:
+        self._records.close()
         try:
             self._loop.run_until_complete(self._transport.close())
         finally:

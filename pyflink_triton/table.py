@@ -82,7 +82,7 @@ class _TritonFunction:
 
     @property
     def result_type(self) -> DataType:
-        return self.inference.signature.result_type
+        return self.inference.result_type
 
     def as_udf(self, name: str | None = None) -> UserDefinedFunctionWrapper:
         """The PyFlink UDF to register (``create_temporary_function``) or call."""
@@ -94,9 +94,10 @@ class _TritonFunction:
 
     def open(self, function_context: FunctionContext) -> None:
         self._session = self._open_session(function_context.get_index_of_this_subtask(),
-                                           function_context.get_attempt_number())
+                                           function_context.get_attempt_number(),
+                                           function_context.get_metric_group())
 
-    def _open_session(self, subtask_index: int, attempt: int) -> Any:
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any) -> Any:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -108,8 +109,9 @@ class _TritonFunction:
 class TritonScalarFunction(_TritonFunction, ScalarFunction):
     MODE = "sync"
 
-    def _open_session(self, subtask_index: int, attempt: int) -> InferenceSession:
-        return self.inference.open(subtask_index, attempt)
+    def _open_session(self, subtask_index: int, attempt: int,
+                      metric_group: Any) -> InferenceSession:
+        return self.inference.open(subtask_index, attempt, metric_group)
 
     def eval(self, *args: Any) -> Any:
         assert self._session is not None, "eval() before open()"
@@ -122,8 +124,9 @@ class TritonAsyncScalarFunction(_TritonFunction, AsyncScalarFunction):
 
     MODE = "async"
 
-    def _open_session(self, subtask_index: int, attempt: int) -> AsyncInferenceSession:
-        return self.inference.open_async(subtask_index, attempt)
+    def _open_session(self, subtask_index: int, attempt: int,
+                      metric_group: Any) -> AsyncInferenceSession:
+        return self.inference.open_async(subtask_index, attempt, metric_group)
 
     async def eval(self, *args: Any) -> Any:
         assert self._session is not None, "eval() before open()"
@@ -131,7 +134,9 @@ class TritonAsyncScalarFunction(_TritonFunction, AsyncScalarFunction):
 
     def close(self) -> None:
         # PyFlink stops the event loop before close(); the pool's sockets close with it.
-        self._session = None
+        if self._session is not None:
+            self._session.stop()
+            self._session = None
 
 
 class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
@@ -155,8 +160,9 @@ class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
         self._integer = [isinstance(t, TinyIntType | SmallIntType | IntType | BigIntType)
                          for t in types]
 
-    def _open_session(self, subtask_index: int, attempt: int) -> BatchInferenceSession:
-        return self.inference.open_batched(subtask_index, attempt)
+    def _open_session(self, subtask_index: int, attempt: int,
+                      metric_group: Any) -> BatchInferenceSession:
+        return self.inference.open_batched(subtask_index, attempt, metric_group)
 
     def eval(self, *series: pd.Series) -> pd.Series | pd.DataFrame:
         assert self._session is not None, "eval() before open()"
@@ -169,11 +175,11 @@ class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
             columns.append(_plain(values))
             nulls.append(mask)
         results = self._session.infer_columns(columns, nulls)
-        signature = self.inference.signature
-        if not signature.row_output:
+        fields = self.inference.results.field_names
+        if fields is None:
             return pd.Series(results[0])
-        return pd.DataFrame({c.name: pd.Series(r) for c, r in zip(signature.outputs, results,
-                                                                  strict=True)})
+        return pd.DataFrame({name: pd.Series(r) for name, r in zip(fields, results,
+                                                                   strict=True)})
 
 
 _CLASSES: dict[str, type[_TritonFunction]] = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -25,7 +26,7 @@ import numpy as np
 
 from .codec import InputTensor
 from .endpoint import Endpoint
-from .errors import TritonConnectionError, TritonServerError
+from .errors import TritonConnectionError, TritonRequestError, TritonServerError, TritonTlsError
 from .options import TritonOptions
 from .sequence import SequenceParams
 
@@ -57,6 +58,7 @@ class InferRequest:
     outputs: tuple[str, ...]  # names of the output tensors to return
     sequence: SequenceParams | None = None
     priority: int | None = None
+    timeout: float | None = None  # seconds; None: the transport's 'timeout'
 
 
 class InferResponse(Protocol):
@@ -71,6 +73,10 @@ class Transport(Protocol):
     def model_config(self, model: ModelRef) -> dict[str, Any]: ...
 
     def infer(self, request: InferRequest) -> InferResponse: ...
+
+    def server_live(self, model: ModelRef) -> bool: ...  # (the model: for messages)
+
+    def server_ready(self, model: ModelRef) -> bool: ...
 
     def close(self) -> None: ...
 
@@ -130,14 +136,57 @@ class LoopState:
 
 
 def connection_error(endpoint: Endpoint, model: ModelRef, cause: BaseException,
-                     timeout: float) -> TritonConnectionError:
+                     timeout: float) -> TritonRequestError:
+    """The error for a failed exchange: a ``TritonTlsError`` when TLS refused the connection
+    (sending again cannot help), else a retryable ``TritonConnectionError``."""
+    if is_tls_failure(cause):
+        return tls_error(endpoint, model, _ssl_reason(cause))
     if isinstance(cause, socket.timeout | TimeoutError):
         reason = f"no answer within the timeout of {timeout:g} s (option 'timeout')"
     else:
         reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+    if isinstance(cause, ssl.SSLEOFError):  # (what a plain HTTP port does to a TLS hello)
+        reason += "; if this persists, check that the https:// 'endpoint' is a TLS port"
     return TritonConnectionError(
         f"Cannot reach the Triton server at {endpoint} (option 'endpoint') for model "
         f"{model}: {reason}.")
+
+
+# TLS errors that say a connection was cut rather than refused: transient, like a reset.
+_TLS_TRANSPORT_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError,
+                         ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def is_tls_failure(cause: BaseException) -> bool:
+    """Whether TLS refused the connection: an untrusted or misnamed server certificate, a
+    client certificate the server wants or rejects, a peer that does not speak TLS..."""
+    return isinstance(cause, ssl.SSLError) and not isinstance(cause, _TLS_TRANSPORT_ERRORS)
+
+
+def tls_error(endpoint: Endpoint, model: ModelRef, reason: str) -> TritonTlsError:
+    lowered = reason.lower()
+    if any(word in lowered for word in ("hostname", "peer name", "ip address mismatch")):
+        check = ("that the host in 'endpoint' is one the server's certificate is issued for, "
+                 "then 'tls-ca-cert' and 'tls-verify'")
+    elif "certificate required" in lowered or "peer did not return a certificate" in lowered:
+        check = ("'tls-client-cert' and 'tls-client-key': the server asks for a client "
+                 "certificate; then 'tls-ca-cert' and 'tls-verify'")
+    else:
+        check = ("'tls-ca-cert' (the CA that signed the server's certificate; unset, the "
+                 "system's CAs are used), 'tls-verify', and 'tls-client-cert' / "
+                 "'tls-client-key' if the server asks for a client certificate; and that the "
+                 "https:// or grpcs:// 'endpoint' is a TLS port")
+    return TritonTlsError(
+        f"The TLS handshake with the Triton server at {endpoint} failed for model {model}: "
+        f"{reason.rstrip('. ')}. Check {check}.")
+
+
+def _ssl_reason(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return f"certificate verify failed: {error.verify_message}"
+    if isinstance(error, ssl.SSLError) and error.reason:
+        return error.reason.replace("_", " ").lower()
+    return str(error)
 
 
 def server_error(endpoint: Endpoint, model: ModelRef, status: int | str, detail: str
@@ -168,6 +217,19 @@ def request_headers(options: TritonOptions) -> Mapping[str, str]:
 
 
 def _hint(status: int | str, detail: str) -> str:
+    if status in (401, "UNAUTHENTICATED"):
+        return (" (the server, or a gateway in front of it, did not accept the credentials: "
+                "check 'auth-token' (sent as 'Authorization: Bearer <token>'), user:password@ "
+                "in 'endpoint', and 'custom-headers')")
+    if status in (403, "PERMISSION_DENIED"):
+        return (" (the credentials were accepted but do not allow this request: check "
+                "'auth-token', user:password@ in 'endpoint', and 'custom-headers')")
+    if "SSL certificate" in detail or (  # nginx: "No required SSL certificate was sent"...
+            "http2 header with status: 400" in detail):  # ...which gRPC cannot show
+        return (" (a TLS gateway answers 400 when it requires a client certificate and gets "
+                "none, or one it does not trust: check 'tls-client-cert' and 'tls-client-key')")
+    if "plain HTTP request was sent to HTTPS port" in detail:
+        return " (use https:// in 'endpoint')"
     if status in (404, "NOT_FOUND") or "unknown model" in detail:
         return (" (check 'model-name', which is case-sensitive, and 'model-version'; the "
                 "model must be loaded and ready on this server)")

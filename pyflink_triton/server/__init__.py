@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -40,6 +41,8 @@ STUB_NUMPY = "numpy<2"
 # The wheel the tritonserver binary (2.51) and its Python backend come from.
 PYTRITON_VERSION = "0.7.0"
 PYTRITON_REQUIREMENT = f"nvidia-pytriton=={PYTRITON_VERSION}"
+# How long a restart waits for the previous process's ports to be bindable again.
+PORT_RELEASE_TIMEOUT = 30.0
 
 
 class TritonServerSetupError(RuntimeError):
@@ -54,6 +57,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now. SO_REUSEADDR, as Triton's HTTP and
+    gRPC servers set it, so connections of a dead server still in TIME_WAIT do not count."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def _pytriton_dir() -> Path:
@@ -203,7 +218,12 @@ class TritonInstallation:
 
 
 class LocalTritonServer:
-    """A ``tritonserver`` process on loopback ports, with its log in a file."""
+    """A ``tritonserver`` process on loopback ports, with its log in a file.
+
+    It can be stopped (``stop()``) or crashed (``kill()``) and started again: a restart keeps
+    the ports, so clients and proxies see the same server come back, and appends to the log
+    after a marker line.
+    """
 
     def __init__(self, model_repository: str | os.PathLike[str], http_port: int | None = None,
                  grpc_port: int | None = None, log_path: str | os.PathLike[str] | None = None,
@@ -224,6 +244,11 @@ class LocalTritonServer:
         self.extra_args = list(extra_args)
         self._stub_python = stub_python
         self.process: subprocess.Popen[bytes] | None = None
+        self.launches = 0
+        self._log_offset = 0  # where the current launch's output starts in the log
+        # The Python backend's shared-memory regions (/dev/shm) are only removed by a graceful
+        # exit; a prefix of our own lets kill() remove what the killed stubs leave behind.
+        self._shm_prefix = f"triton_python_backend_shm_region_pft{uuid.uuid4().hex[:12]}_"
 
     @property
     def http_endpoint(self) -> str:
@@ -241,6 +266,12 @@ class LocalTritonServer:
 
     def start(self) -> LocalTritonServer:
         installation = TritonInstallation(self._stub_python)
+        # A restart keeps the ports, which clients (and proxies) are pointed at, once the
+        # previous process has let go of them.
+        restart = self.launches > 0
+        keep_ports = self._fixed_ports or restart
+        if restart:
+            self._wait_for_free_ports(PORT_RELEASE_TIMEOUT)
         for attempt in (1, 2):
             self._launch(installation)
             try:
@@ -248,8 +279,8 @@ class LocalTritonServer:
                 return self
             except TritonServerSetupError:
                 self.stop()
-                in_use = "Address already in use" in self.log_text()
-                if attempt == 1 and in_use and not self._fixed_ports:
+                in_use = "Address already in use" in self._launch_log_text()
+                if attempt == 1 and in_use and not keep_ports:
                     self.http_port, self.grpc_port = free_port(), free_port()
                     continue
                 raise
@@ -264,16 +295,42 @@ class LocalTritonServer:
             f"--grpc-port={self.grpc_port}", "--grpc-address=127.0.0.1",
             "--allow-metrics=false",
             f"--exit-timeout-secs={self.exit_timeout}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             # Each Python-backend model starts its own stub process (~0.4 s); loading them in
             # parallel cuts the start of a 27-model repository from ~11 s to ~8 s on 2 cores.
             "--model-load-thread-count=8",
             *self.extra_args,
         ]
         log.info("Starting %s (log: %s)", " ".join(command), self.log_path)
-        with open(self.log_path, "wb") as log_file:
+        # The first launch truncates the log; restarts append, so a test still sees what the
+        # server logged before it was killed.
+        with open(self.log_path, "ab" if self.launches else "wb") as log_file:
+            if self.launches:
+                log_file.write(f"\n===== pyflink_triton: restarting tritonserver (launch "
+                               f"{self.launches + 1}) at {time.strftime('%H:%M:%S')} =====\n"
+                               .encode())
+                log_file.flush()
+            self._log_offset = log_file.tell()
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=installation.environment(), start_new_session=True)
+        self.launches += 1
+
+    def _launch_log_text(self) -> str:
+        """The log of the current (or last) launch only."""
+        with contextlib.suppress(FileNotFoundError), open(self.log_path, "rb") as log_file:
+            log_file.seek(self._log_offset)
+            return log_file.read().decode(errors="replace")
+        return ""
+
+    def _wait_for_free_ports(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(port_is_free(p) for p in (self.http_port, self.grpc_port)):
+            if time.monotonic() > deadline:
+                raise TritonServerSetupError(
+                    f"Ports {self.http_port} (HTTP) and {self.grpc_port} (gRPC) are not both "
+                    f"free after {timeout:g} s; another process listens on one of them.")
+            time.sleep(0.05)
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
@@ -311,6 +368,24 @@ class LocalTritonServer:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # stub processes left behind, if any
         process.wait()
+        self._remove_shared_memory()
+
+    def kill(self) -> None:
+        """Crash the server: SIGKILL its process group (server and backend stubs) with no
+        graceful shutdown, so in-flight requests and open connections die with it. Returns
+        once the server process is gone; ``start()`` then brings it back on the same ports."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        self._remove_shared_memory()
+
+    def _remove_shared_memory(self) -> None:
+        for region in Path("/dev/shm").glob(f"{self._shm_prefix}*"):
+            with contextlib.suppress(OSError):
+                region.unlink()
 
     def __enter__(self) -> LocalTritonServer:
         return self.start()

@@ -16,7 +16,9 @@ from pyflink_triton.codec import InputCodec, OutputCodec, TensorColumn
 from pyflink_triton.errors import TritonRequestError
 from pyflink_triton.http_transport import HttpTransport
 from pyflink_triton.inference import BatchInferenceSession, RecordCodec, TritonInference
+from pyflink_triton.metrics import InferenceMetrics
 from pyflink_triton.options import TritonOptions
+from pyflink_triton.reliable import RequestGuard
 from pyflink_triton.sequence import SequencePolicy
 from pyflink_triton.signature import BoundSignature
 from pyflink_triton.transport import InferRequest, ModelRef
@@ -110,8 +112,9 @@ def batch_session(max_batch_size: int, dims=(1,), data_type=None, **options: str
     bound = BoundSignature((InputCodec(column_in, datatype, 0, tuple(dims), batched, True),),
                            (OutputCodec(column_out, datatype, batched, True),), False,
                            max_batch_size)
+    guard = RequestGuard(inference.options, InferenceMetrics())
     records = RecordCodec(inference, bound, SequencePolicy.from_options(
-        inference.options).for_subtask(0))
+        inference.options).for_subtask(0), guard, None)
     transport = EchoTransport()
     return BatchInferenceSession(records, transport, inference.options), transport
 

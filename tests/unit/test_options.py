@@ -7,9 +7,11 @@ import re
 from datetime import timedelta
 
 import pytest
+from pyflink.table import DataTypes
 
 from pyflink_triton.endpoint import Endpoint
 from pyflink_triton.errors import TritonConfigError
+from pyflink_triton.inference import TritonInference
 from pyflink_triton.options import (
     PROVIDER,
     TritonOptions,
@@ -49,9 +51,27 @@ ALL_KEYS = {
     "null-input",
     "half-precision-inputs",
     "flatten-batch-dim",
+    # failure handling (issue 5)
+    "max-retries",
+    "retry-initial-backoff",
+    "retry-max-backoff",
+    "record-timeout",
+    "default-value",
+    "error-fields",
+    "circuit-breaker-enabled",
+    "circuit-breaker-failure-threshold",
+    "circuit-breaker-timeout",
+    "circuit-breaker-half-open-requests",
+    "health-check-enabled",
+    "health-check-interval",
+    "tls-ca-cert",
+    "tls-client-cert",
+    "tls-client-key",
+    "tls-verify",
 }
 BOOLEAN_KEYS = ["sequence-start", "sequence-end", "sequence-id-auto-increment", "binary-data",
-                "half-precision-inputs", "flatten-batch-dim"]
+                "half-precision-inputs", "flatten-batch-dim", "error-fields",
+                "circuit-breaker-enabled", "health-check-enabled"]
 
 AUTO_INCREMENT = {
     "sequence-id": "flink-job-123",
@@ -918,3 +938,286 @@ def test_throughput_option_defaults_and_values():
                                        "batch-size": "32"})
     assert (options.mode, options.max_concurrent_requests, options.batch_size) == (
         "async", 64, 32)
+
+
+# --- failure handling: retries, circuit breaker, health check, fallback results, TLS -----------
+
+RETRY = {"max-retries": "2"}
+BREAKER_ON = {"circuit-breaker-enabled": "true"}
+HTTPS = {"endpoint": "https://triton:8443"}
+
+
+def test_failure_handling_defaults():
+    options = parse()
+    assert options.max_retries == 0
+    assert options.retry_initial_backoff == timedelta(milliseconds=100)
+    assert options.retry_max_backoff == timedelta(seconds=30)
+    assert options.record_timeout is None
+    assert options.default_value is None
+    assert options.error_fields is False
+    assert options.circuit_breaker_enabled is False
+    assert options.circuit_breaker_failure_threshold == 0.5
+    assert options.circuit_breaker_timeout == timedelta(seconds=60)
+    assert options.circuit_breaker_half_open_requests == 3
+    assert options.health_check_enabled is False
+    assert options.health_check_interval == timedelta(seconds=30)
+    assert options.tls_ca_cert is None
+    assert options.tls_client_cert is None
+    assert options.tls_client_key is None
+    assert options.tls_verify is True
+
+
+def test_failure_handling_options_together():
+    options = parse_keys({
+        **HTTPS,
+        "max-retries": "4",
+        "retry-initial-backoff": "250ms",
+        "retry-max-backoff": "2 s",
+        "record-timeout": "1 min",
+        "default-value": "[0.0, 0.0]",
+        "error-fields": "TRUE",
+        "circuit-breaker-enabled": "true",
+        "circuit-breaker-failure-threshold": "0.25",
+        "circuit-breaker-timeout": "90s",
+        "circuit-breaker-half-open-requests": "5",
+        "health-check-enabled": "true",
+        "health-check-interval": "10s",
+        "tls-ca-cert": "/etc/ssl/ca.pem",
+        "tls-client-cert": "/etc/ssl/client.pem",
+        "tls-client-key": "/etc/ssl/client.key",
+    })
+    assert options.max_retries == 4
+    assert options.retry_initial_backoff == timedelta(milliseconds=250)
+    assert options.retry_max_backoff == timedelta(seconds=2)
+    assert options.record_timeout == timedelta(minutes=1)
+    assert options.default_value == "[0.0, 0.0]"  # parsed against the output type later
+    assert options.error_fields is True
+    assert options.circuit_breaker_enabled is True
+    assert options.circuit_breaker_failure_threshold == 0.25
+    assert options.circuit_breaker_timeout == timedelta(seconds=90)
+    assert options.circuit_breaker_half_open_requests == 5
+    assert options.health_check_enabled is True
+    assert options.health_check_interval == timedelta(seconds=10)
+    assert options.tls_ca_cert == "/etc/ssl/ca.pem"
+    assert options.tls_client_cert == "/etc/ssl/client.pem"
+    assert options.tls_client_key == "/etc/ssl/client.key"
+    assert options.tls_verify is True
+
+
+@pytest.mark.parametrize("options, keys", [
+    # values that do not parse
+    ({"max-retries": "-1"}, ["max-retries"]),
+    ({"max-retries": "abc"}, ["max-retries"]),
+    ({"max-retries": "1.5"}, ["max-retries"]),
+    ({"max-retries": ""}, ["max-retries"]),
+    ({**RETRY, "retry-initial-backoff": "0"}, ["retry-initial-backoff"]),
+    ({**RETRY, "retry-initial-backoff": "-5ms"}, ["retry-initial-backoff"]),
+    ({**RETRY, "retry-initial-backoff": "abc"}, ["retry-initial-backoff"]),
+    ({**RETRY, "retry-max-backoff": "0"}, ["retry-max-backoff"]),
+    ({**RETRY, "retry-max-backoff": "-5ms"}, ["retry-max-backoff"]),
+    ({**RETRY, "retry-max-backoff": "abc"}, ["retry-max-backoff"]),
+    ({"record-timeout": "0"}, ["record-timeout"]),
+    ({"record-timeout": "0 s"}, ["record-timeout"]),
+    ({"record-timeout": "-1s"}, ["record-timeout"]),
+    ({"record-timeout": "soon"}, ["record-timeout"]),
+    ({"error-fields": "yes"}, ["error-fields"]),
+    ({"circuit-breaker-enabled": "on"}, ["circuit-breaker-enabled"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "0"},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "-0.5"},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "1.0000001"},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "1.5"},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "nan"},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "inf"},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "abc"},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": ""},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "50%"},
+     ["circuit-breaker-failure-threshold"]),
+    ({**BREAKER_ON, "circuit-breaker-timeout": "0"}, ["circuit-breaker-timeout"]),
+    ({**BREAKER_ON, "circuit-breaker-timeout": "abc"}, ["circuit-breaker-timeout"]),
+    ({**BREAKER_ON, "circuit-breaker-half-open-requests": "0"},
+     ["circuit-breaker-half-open-requests"]),
+    ({**BREAKER_ON, "circuit-breaker-half-open-requests": "-1"},
+     ["circuit-breaker-half-open-requests"]),
+    ({**BREAKER_ON, "circuit-breaker-half-open-requests": "1.5"},
+     ["circuit-breaker-half-open-requests"]),
+    ({"health-check-enabled": "true", "health-check-interval": "0"}, ["health-check-interval"]),
+    ({"health-check-enabled": "true", "health-check-interval": "often"},
+     ["health-check-interval"]),
+    ({**HTTPS, "tls-ca-cert": ""}, ["tls-ca-cert"]),
+    ({**HTTPS, "tls-verify": "no"}, ["tls-verify"]),
+    # combinations
+    ({**RETRY, "retry-initial-backoff": "2s", "retry-max-backoff": "1s"},
+     ["retry-max-backoff", "retry-initial-backoff"]),
+    ({**RETRY, "retry-initial-backoff": "1 min"},  # the default max is 30 s
+     ["retry-max-backoff", "retry-initial-backoff"]),
+    ({"retry-initial-backoff": "1s"}, ["retry-initial-backoff", "max-retries"]),
+    ({"retry-max-backoff": "10s"}, ["retry-max-backoff", "max-retries"]),
+    ({"max-retries": "0", "retry-initial-backoff": "1s", "retry-max-backoff": "10s"},
+     ["retry-initial-backoff", "retry-max-backoff", "max-retries"]),
+    ({"circuit-breaker-failure-threshold": "0.3"},
+     ["circuit-breaker-failure-threshold", "circuit-breaker-enabled"]),
+    ({"circuit-breaker-timeout": "10s"}, ["circuit-breaker-timeout", "circuit-breaker-enabled"]),
+    ({"circuit-breaker-half-open-requests": "1"},
+     ["circuit-breaker-half-open-requests", "circuit-breaker-enabled"]),
+    ({"circuit-breaker-enabled": "false", "circuit-breaker-timeout": "10s"},
+     ["circuit-breaker-timeout", "circuit-breaker-enabled"]),
+    ({"health-check-interval": "5s"}, ["health-check-interval", "health-check-enabled"]),
+    ({"health-check-enabled": "false", "health-check-interval": "5s"},
+     ["health-check-interval", "health-check-enabled"]),
+    ({"tls-ca-cert": "/ca.pem"}, ["tls-ca-cert"]),
+    ({"tls-client-cert": "/c.pem"}, ["tls-client-cert"]),
+    ({"tls-client-cert": "/c.pem", "tls-client-key": "/c.key"},
+     ["tls-client-cert", "tls-client-key"]),
+    ({"tls-verify": "false"}, ["tls-verify"]),
+    ({"endpoint": "http://triton:8000", "tls-ca-cert": "/ca.pem"}, ["tls-ca-cert"]),
+    ({"endpoint": "grpc://triton:8001", "tls-ca-cert": "/ca.pem"}, ["tls-ca-cert"]),
+    ({**HTTPS, "tls-client-key": "/c.key"}, ["tls-client-key", "tls-client-cert"]),
+    ({**HTTPS, "tls-verify": "false", "tls-ca-cert": "/ca.pem"}, ["tls-verify", "tls-ca-cert"]),
+    ({"endpoint": "grpcs://triton:8001", "tls-verify": "false"}, ["tls-verify"]),
+    ({**HTTPS, "protocol": "grpc", "tls-verify": "false"}, ["tls-verify"]),
+])
+def test_failure_handling_option_errors(options, keys):
+    message = config_error(options)
+    for key in keys:
+        assert f"'{key}'" in message
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"max-retries": "-1"}, "Invalid value for option 'max-retries': '-1': not a non-negative "
+                            "integer. Expected a non-negative integer."),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "1.0000001"},
+     "Invalid value for option 'circuit-breaker-failure-threshold': '1.0000001': the value must "
+     "be greater than 0 and at most 1. Expected a number in (0, 1]."),
+    ({**BREAKER_ON, "circuit-breaker-failure-threshold": "abc"},
+     "Invalid value for option 'circuit-breaker-failure-threshold': 'abc': not a number. "
+     "Expected a number in (0, 1]."),
+    ({**RETRY, "retry-initial-backoff": "2s", "retry-max-backoff": "1500ms"},
+     "'retry-max-backoff' (1500 ms) must be at least 'retry-initial-backoff' (2000 ms)."),
+    ({"circuit-breaker-timeout": "10s"},
+     "'circuit-breaker-timeout' has no effect without 'circuit-breaker-enabled' = 'true'; set "
+     "'circuit-breaker-enabled' or remove it."),
+    ({"retry-initial-backoff": "1s"},
+     "'retry-initial-backoff' has no effect without 'max-retries' > 0; set 'max-retries' or "
+     "remove it."),
+    ({"tls-ca-cert": "/ca.pem"},
+     "'tls-ca-cert' need(s) a TLS endpoint (https:// or grpcs://), and 'http://localhost:8000' "
+     "is not one."),
+    ({"endpoint": "grpcs://triton:8001", "tls-verify": "false"},
+     "'tls-verify' = 'false' exists only over HTTP: gRPC always verifies the server. Give the "
+     "server's CA with 'tls-ca-cert' instead."),
+])
+def test_failure_handling_option_messages(options, expected):
+    assert config_error(options) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1.0", 1.0), ("1", 1.0), (" 0.5 ", 0.5), ("0.01", 0.01), ("1e-3", 0.001),
+    ("0.999999", 0.999999),
+])
+def test_failure_threshold_accepted(text, expected):
+    options = parse_keys({**BREAKER_ON, "circuit-breaker-failure-threshold": text})
+    assert options.circuit_breaker_failure_threshold == expected
+
+
+@pytest.mark.parametrize("options", [
+    {"max-retries": "0"},
+    {"max-retries": "10"},
+    {"max-retries": " +3 "},
+    {**RETRY, "retry-initial-backoff": "1s", "retry-max-backoff": "1s"},  # equal is fine
+    {**RETRY, "retry-initial-backoff": "1ms"},
+    {"record-timeout": "5s"},  # bounds a single attempt too: no retries needed
+    {**BREAKER_ON, "circuit-breaker-half-open-requests": "1", "circuit-breaker-timeout": "1ms"},
+    {"health-check-enabled": "true", "health-check-interval": "1"},
+    {"health-check-enabled": "true"},  # without a breaker: changes are logged only
+    {**HTTPS, "tls-ca-cert": "/ca.pem"},
+    {**HTTPS, "tls-client-cert": "/both.pem"},  # the file may hold the key too
+    {**HTTPS, "tls-verify": "false"},
+    {"endpoint": "grpcs://triton:8001", "tls-ca-cert": "/ca.pem", "tls-client-cert": "/c.pem",
+     "tls-client-key": "/c.key"},
+    {"tls-verify": "true"},  # the default: no TLS needed
+    {"default-value": "anything at all"},  # checked against the output type, later
+    {"default-value": ""},
+    {"error-fields": "true"},
+])
+def test_failure_handling_options_accepted(options):
+    assert isinstance(parse_keys(options), TritonOptions)
+
+
+def test_repr_shows_failure_handling_options():
+    text = repr(parse_keys({**RETRY, **BREAKER_ON, "default-value": "-1"}))
+    assert "max-retries=2" in text
+    assert "circuit-breaker-enabled=True" in text
+    assert "default-value=-1" in text
+    assert "circuit-breaker-timeout" not in text  # default
+
+
+# --- 'default-value' and 'error-fields' checked when the function is created (no server) --------
+
+OutputDeclaration = tuple[str, object] | list[tuple[str, object]]
+
+
+def create_function(options: dict[str, object],
+                    output: OutputDeclaration | None = None) -> TritonInference:
+    """TritonInference.create with declared columns: needs no server."""
+    return TritonInference.create({**BASE, **options}, [("x", DataTypes.DOUBLE())],
+                                  output if output is not None else ("y", DataTypes.DOUBLE()))
+
+
+def create_error(options: dict[str, object], output: OutputDeclaration | None = None) -> str:
+    with pytest.raises(TritonConfigError) as info:
+        create_function(options, output)
+    return str(info.value)
+
+
+def test_default_value_checked_against_the_declared_output():
+    inference = create_function({"default-value": "-1"})
+    assert inference.results.default == (-1.0,)
+    message = create_error({"default-value": "abc"})
+    assert "'default-value'" in message
+    assert "'abc'" in message
+    assert "DOUBLE" in message
+
+
+def test_default_value_checked_against_a_declared_row():
+    output = [("label", DataTypes.STRING()), ("score", DataTypes.FLOAT())]
+    inference = create_function({"default-value": '{"label": "?", "score": -1}'}, output)
+    assert inference.results.default == ("?", -1.0)
+    message = create_error({"default-value": '{"lable": "?"}'}, output)
+    assert "'default-value'" in message
+    assert "['lable']" in message
+    message = create_error({"default-value": "?"}, output)
+    assert "'default-value'" in message
+
+
+def test_error_fields_shape_the_result_type():
+    inference = create_function({"error-fields": "true"})
+    assert inference.result_type == DataTypes.ROW([
+        DataTypes.FIELD("y", DataTypes.DOUBLE()),
+        DataTypes.FIELD("ok", DataTypes.BOOLEAN()),
+        DataTypes.FIELD("error", DataTypes.STRING())])
+    assert create_function({}).result_type == DataTypes.DOUBLE()
+
+
+@pytest.mark.parametrize("name", ["ok", "error"])
+def test_error_fields_refuse_an_output_with_their_names(name):
+    message = create_error({"error-fields": "true"}, (name, DataTypes.DOUBLE()))
+    assert "'error-fields'" in message
+    assert f"['{name}']" in message
+    # fine without 'error-fields'
+    assert create_function({}, (name, DataTypes.DOUBLE())).results.field_names is None
+
+
+def test_error_fields_with_a_default_value_checks_both():
+    message = create_error({"error-fields": "true", "default-value": "[1]"})
+    assert "'default-value'" in message
+    inference = create_function({"error-fields": "true", "default-value": "0.5"})
+    assert inference.results.default == (0.5,)
+    assert inference.results.error_fields is True

@@ -1,0 +1,232 @@
+"""Sending requests under the reliability policy: retries, the circuit breaker, the health
+check, and the metrics that count them. The policy itself (pure) is ``resilience``.
+
+A :class:`RequestGuard` belongs to one function instance. It wraps each logical request:
+the breaker admits it (or the record fails at once), attempts follow the retry policy with
+the same :class:`InferRequest` (so a retried record keeps its sequence ID), and the outcome
+is recorded once. :class:`HealthCheck` probes the server from a daemon thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from .errors import TritonCircuitOpenError, TritonRequestError
+from .metrics import InferenceMetrics
+from .options import TritonOptions
+from .resilience import Admission, Attempts, BreakerState, CircuitBreaker, RetryPolicy
+from .transport import (
+    AsyncTransport,
+    InferRequest,
+    InferResponse,
+    ModelRef,
+    Transport,
+    connect,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RequestGuard:
+    """Retries, breaker and metrics around the requests of one function instance."""
+
+    def __init__(self, options: TritonOptions, metrics: InferenceMetrics,
+                 clock: Callable[[], float] = time.monotonic,
+                 uniform: Callable[[], float] = random.random) -> None:
+        self.policy = RetryPolicy.from_options(options)
+        self.breaker = CircuitBreaker.from_options(options, clock)
+        self.endpoint = options.endpoint
+        self.metrics = metrics
+        self._clock = clock
+        self._uniform = uniform
+        if self.breaker is not None:
+            breaker = self.breaker
+            metrics.gauge("circuitBreakerState", lambda: int(breaker.state))
+
+    def describe(self) -> str:
+        breaker = "circuit breaker on" if self.breaker else "no circuit breaker"
+        return f"{self.policy.describe()}, {breaker}"
+
+    def send(self, transport: Transport, request: InferRequest) -> InferResponse:
+        run = _Run(self, request)
+        with run:
+            while True:
+                try:
+                    response = transport.infer(run.next_attempt())
+                except TritonRequestError as error:
+                    time.sleep(run.failed(error))  # (raises when the record gives up)
+                    continue
+                run.succeeded()
+                return response
+
+    async def send_async(self, transport: AsyncTransport,
+                         request: InferRequest) -> InferResponse:
+        run = _Run(self, request)
+        with run:
+            while True:
+                try:
+                    response = await transport.infer(run.next_attempt())
+                except TritonRequestError as error:
+                    await asyncio.sleep(run.failed(error))
+                    continue
+                run.succeeded()
+                return response
+
+
+class _Run:
+    """One logical request going through its attempts; what both send loops share. As a
+    context manager, it closes an attempt cut short (cancelled) and frees its breaker slot."""
+
+    def __init__(self, guard: RequestGuard, request: InferRequest) -> None:
+        self.guard = guard
+        self.request = request
+        metrics = guard.metrics
+        metrics.requests.inc()
+        self.admission: Admission | None = None
+        breaker = guard.breaker
+        if breaker is not None:
+            admission = breaker.admit()
+            if not isinstance(admission, Admission):
+                metrics.failures.inc()
+                raise self._breaker_open(breaker, admission)
+            self.admission = admission
+        self.attempts = Attempts(guard.policy, guard._clock(), guard._uniform)
+        self._started: float | None = None  # while an attempt is out
+        self._outcome_recorded = False
+
+    def __enter__(self) -> _Run:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._started is not None:
+            self._attempt_done()
+        breaker = self.guard.breaker
+        if breaker is not None and self.admission is not None and not self._outcome_recorded:
+            breaker.release(self.admission)
+
+    def next_attempt(self) -> InferRequest:
+        now = self.guard._clock()
+        timeout = self.attempts.start(now)
+        self._started = now
+        self.guard.metrics.in_flight += 1
+        if timeout < self.guard.policy.attempt_timeout:  # the record's time is running out
+            return dataclasses.replace(self.request, timeout=timeout)
+        return self.request
+
+    def _attempt_done(self) -> None:
+        assert self._started is not None
+        metrics = self.guard.metrics
+        metrics.in_flight -= 1
+        metrics.latency_ms.update(int((self.guard._clock() - self._started) * 1000))
+        self._started = None
+
+    def succeeded(self) -> None:
+        self._attempt_done()
+        self.guard.metrics.successes.inc()
+        self._record(True)
+
+    def _record(self, success: bool) -> None:
+        breaker = self.guard.breaker
+        if breaker is not None and self.admission is not None:
+            breaker.record(success, self.admission)
+        self._outcome_recorded = True
+
+    def failed(self, error: TritonRequestError) -> float:
+        """The wait before the next attempt; raises the record's error when it gives up."""
+        self._attempt_done()
+        guard, attempts = self.guard, self.attempts
+        wait = attempts.wait_before_retry(error, guard._clock())
+        if wait is not None and guard.breaker is not None and guard.breaker.open_for():
+            wait, attempts.gave_up_because = None, "the circuit breaker opened meanwhile"
+        if wait is not None:
+            guard.metrics.retries.inc()
+            return wait
+        guard.metrics.failures.inc()
+        # Only a transient failure says the server is unwell: an answer such as a 4xx shows
+        # it up and serving.
+        self._record(not error.retryable)
+        if attempts.made == 1 and not error.retryable:
+            raise error
+        raise TritonRequestError(
+            f"Gave up on the request to model {self.request.model} at {guard.endpoint} after "
+            f"{attempts.made} attempt(s) ({attempts.gave_up_because}). Last cause: {error}"
+        ) from None
+
+    def _breaker_open(self, breaker: CircuitBreaker, wait: float) -> TritonCircuitOpenError:
+        where = f"model {self.request.model} at {self.guard.endpoint}"
+        if breaker.state is BreakerState.HALF_OPEN:
+            return TritonCircuitOpenError(
+                f"The circuit breaker for {where} is half-open and its "
+                f"{breaker.half_open_requests} trial request(s) "
+                "('circuit-breaker-half-open-requests') are still in flight; the record was "
+                "not sent.")
+        return TritonCircuitOpenError(
+            f"The circuit breaker for {where} is open ({breaker.describe_open()}); the record "
+            f"was not sent. Trial requests go through in {wait:.1f} s "
+            "('circuit-breaker-timeout').")
+
+
+class HealthCheck:
+    """Probes the server every 'health-check-interval' from a daemon thread: live, and if not
+    live, ready. Results go to the breaker (if any) and the ``healthy`` gauge; changes are
+    logged."""
+
+    def __init__(self, options: TritonOptions, breaker: CircuitBreaker | None,
+                 metrics: InferenceMetrics, name: str) -> None:
+        self.interval = options.health_check_interval.total_seconds()
+        # A probe must not outlive its period, nor take the request 'timeout' (30 s default).
+        probe_timeout = min(options.timeout.total_seconds(), self.interval, 5.0)
+        self._options = dataclasses.replace(options, timeout=timedelta(seconds=probe_timeout))
+        self._breaker = breaker
+        self._model = ModelRef(options.model_name, options.model_version)
+        self.healthy: bool | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"triton-health-{name}",
+                                        daemon=True)
+        metrics.gauge("healthy", lambda: -1 if self.healthy is None else int(self.healthy))
+        if breaker is None:
+            log.warning("'health-check-enabled' without 'circuit-breaker-enabled': health "
+                        "changes of %s are logged only.", options.endpoint)
+
+    def start(self) -> HealthCheck:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def probe(self) -> bool:
+        """One probe; True when the server is live (or, failing that, ready)."""
+        try:
+            transport = connect(self._options)
+        except TritonRequestError:
+            return False
+        try:
+            return transport.server_live(self._model) or transport.server_ready(self._model)
+        except TritonRequestError:
+            return False
+        finally:
+            transport.close()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            healthy = self.probe()
+            if healthy != self.healthy:
+                if healthy:
+                    log.info("Triton server at %s is healthy.", self._options.endpoint)
+                else:
+                    log.warning("Triton server at %s failed its health probe "
+                                "(/v2/health/live and /v2/health/ready).",
+                                self._options.endpoint)
+            self.healthy = healthy
+            if self._breaker is not None:
+                self._breaker.record_probe(healthy)

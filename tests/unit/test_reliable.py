@@ -1,0 +1,814 @@
+"""Unit tests of pyflink_triton.reliable: RequestGuard (retries, circuit breaker, metrics around a
+transport) and HealthCheck. No server: scripted fake transports, a fake clock, and sleeps that
+record their waits (and advance the fake clock) instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pyflink_triton.errors import (
+    TritonCircuitOpenError,
+    TritonConnectionError,
+    TritonRequestError,
+    TritonServerError,
+    TritonTlsError,
+)
+from pyflink_triton.metrics import GROUP, InferenceMetrics
+from pyflink_triton.options import TritonOptions
+from pyflink_triton.reliable import HealthCheck, RequestGuard
+from pyflink_triton.resilience import Admission, BreakerState, CircuitBreaker
+from pyflink_triton.sequence import SequenceParams
+from pyflink_triton.transport import InferRequest, ModelRef
+
+ENDPOINT = "http://triton:8000"
+MODEL = ModelRef("resnet")
+ALMOST_ONE = math.nextafter(1.0, 0.0)
+
+RETRIES = {"max-retries": "3"}
+BREAKER = {"circuit-breaker-enabled": "true"}
+
+
+# --- fakes ---------------------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Response:
+    def as_numpy(self, name: str) -> np.ndarray | None:
+        return np.array([1.0]) if name == "OUT" else None
+
+
+RESPONSE = Response()
+Step = TritonRequestError | None  # an error to raise, or None to answer
+
+
+class ScriptedTransport:
+    """Each infer() call takes the next step of the script: raise its error, or answer. A call
+    takes ``takes`` seconds of the fake clock (at most the request's timeout); ``during`` is
+    called with the call number while the call is in flight."""
+
+    def __init__(self, script: Iterable[Step], clock: FakeClock | None = None,
+                 takes: float = 0.0, during: Callable[[int], None] | None = None) -> None:
+        self.script = list(script)
+        self.requests: list[InferRequest] = []
+        self.clock = clock
+        self.takes = takes
+        self.during = during
+
+    def infer(self, request: InferRequest) -> Response:
+        self.requests.append(request)
+        if self.during is not None:
+            self.during(len(self.requests))
+        if self.clock is not None:
+            self.clock.advance(self.takes if request.timeout is None
+                               else min(self.takes, request.timeout))
+        step = self.script.pop(0)
+        if step is None:
+            return RESPONSE
+        raise step
+
+
+class AsyncFacade:
+    """The same script, behind the asyncio transport interface."""
+
+    def __init__(self, transport: ScriptedTransport) -> None:
+        self.transport = transport
+
+    async def infer(self, request: InferRequest) -> Response:
+        return self.transport.infer(request)
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def inc(self, n: int = 1) -> None:
+        self.count += n
+
+
+class FakeDistribution:
+    def __init__(self) -> None:
+        self.values: list[int] = []
+
+    def update(self, value: int) -> None:
+        self.values.append(value)
+
+
+class FakeMetricGroup:
+    """The part of PyFlink's MetricGroup that InferenceMetrics uses."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, FakeMetricGroup] = {}
+        self.counters: dict[str, FakeCounter] = {}
+        self.gauges: dict[str, Callable[[], int]] = {}
+        self.distributions: dict[str, FakeDistribution] = {}
+
+    def add_group(self, name: str) -> FakeMetricGroup:
+        return self.groups.setdefault(name, FakeMetricGroup())
+
+    def counter(self, name: str) -> FakeCounter:
+        return self.counters.setdefault(name, FakeCounter())
+
+    def gauge(self, name: str, value: Callable[[], int]) -> None:
+        self.gauges[name] = value
+
+    def distribution(self, name: str) -> FakeDistribution:
+        return self.distributions.setdefault(name, FakeDistribution())
+
+    def counts(self) -> dict[str, int]:
+        return {name: counter.count for name, counter in self.counters.items()}
+
+
+def make_options(extra: dict[str, str] | None = None,
+                 endpoint: str = ENDPOINT) -> TritonOptions:
+    return TritonOptions.from_dict({"endpoint": endpoint, "model-name": MODEL.name,
+                                    **(extra or {})})
+
+
+def make_guard(clock: FakeClock, extra: dict[str, str] | None = None,
+               metrics: InferenceMetrics | None = None, uniform: float = 0.0,
+               endpoint: str = ENDPOINT) -> RequestGuard:
+    return RequestGuard(make_options(extra, endpoint), metrics or InferenceMetrics(),
+                        clock=clock, uniform=lambda: uniform)
+
+
+def make_request() -> InferRequest:
+    return InferRequest(MODEL, (), ("OUT",), SequenceParams("job-0-7", True, True), 3)
+
+
+def transient(text: str = "HTTP 503: model 'resnet' is unavailable") -> TritonServerError:
+    return TritonServerError(text, 503)
+
+
+# --- sending, sync and async alike ---------------------------------------------------------------
+
+@dataclasses.dataclass
+class Sender:
+    """guard.send or guard.send_async (under asyncio.run), whose waits are recorded."""
+
+    mode: str
+    waits: list[float]
+
+    def __call__(self, guard: RequestGuard, transport: ScriptedTransport,
+                 request: InferRequest) -> Any:
+        if self.mode == "sync":
+            return guard.send(transport, request)
+        return asyncio.run(guard.send_async(AsyncFacade(transport), request))
+
+    def sends(self, guard: RequestGuard, transport: ScriptedTransport, request: InferRequest,
+              records: int) -> list[TritonRequestError]:
+        """Send ``records`` records that fail; their errors."""
+        errors = []
+        for _ in range(records):
+            with pytest.raises(TritonRequestError) as info:
+                self(guard, transport, request)
+            errors.append(info.value)
+        return errors
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sync", "async"])
+def send(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+         clock: FakeClock) -> Sender:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    async def async_sleep(seconds: float) -> None:
+        sleep(seconds)
+
+    if request.param == "sync":
+        monkeypatch.setattr("pyflink_triton.reliable.time.sleep", sleep)
+    else:
+        monkeypatch.setattr("pyflink_triton.reliable.asyncio.sleep", async_sleep)
+    return Sender(request.param, waits)
+
+
+def test_an_answer_is_returned_after_one_attempt(send, clock):
+    transport = ScriptedTransport([None])
+    request = make_request()
+    assert send(make_guard(clock, RETRIES), transport, request) is RESPONSE
+    assert transport.requests == [request]
+    assert transport.requests[0] is request
+    assert send.waits == []
+
+
+def test_a_retried_request_is_the_same_object(send, clock):
+    transport = ScriptedTransport([TritonConnectionError("refused"), transient(),
+                                   TritonServerError("gRPC UNAVAILABLE", "UNAVAILABLE"), None])
+    request = make_request()
+    assert send(make_guard(clock, RETRIES), transport, request) is RESPONSE
+    assert len(transport.requests) == 4
+    assert all(sent is request for sent in transport.requests)
+    assert {sent.sequence.sequence_id for sent in transport.requests} == {"job-0-7"}
+    assert send.waits == pytest.approx([0.05, 0.1, 0.2])  # d/2 with uniform() = 0
+
+
+@pytest.mark.parametrize("uniform", [0.0, 0.5, ALMOST_ONE])
+def test_retry_waits_follow_the_policy(send, clock, uniform):
+    guard = make_guard(clock, {"max-retries": "5", "retry-initial-backoff": "100ms",
+                               "retry-max-backoff": "250ms"}, uniform=uniform)
+    transport = ScriptedTransport([transient()] * 5 + [None])
+    assert send(guard, transport, make_request()) is RESPONSE
+    nominal = [0.1, 0.2, 0.25, 0.25, 0.25]
+    assert send.waits == pytest.approx([d / 2 + uniform * d / 2 for d in nominal])
+    assert send.waits == pytest.approx(
+        [guard.policy.backoff(n, lambda: uniform) for n in range(1, 6)])
+
+
+def test_a_record_short_of_time_sends_a_copy_with_a_smaller_timeout(send, clock):
+    guard = make_guard(clock, {"max-retries": "5", "timeout": "1s", "record-timeout": "2500ms"})
+    # Every attempt times out (takes its whole timeout); waits are 0.05 s, then 0.1 s, ...
+    transport = ScriptedTransport([TritonConnectionError("timed out")] * 6, clock, takes=1.0)
+    request = make_request()
+    with pytest.raises(TritonRequestError) as info:
+        send(guard, transport, request)
+    first, second, third = transport.requests
+    assert first is request and second is request
+    assert third is not request  # at 2.15 s only 0.35 s are left
+    assert third.timeout == pytest.approx(0.35)
+    assert dataclasses.replace(third, timeout=None) == request
+    assert third.sequence is request.sequence
+    assert send.waits == pytest.approx([0.05, 0.1])
+    message = str(info.value)
+    assert "3 attempt(s)" in message
+    assert "'record-timeout'" in message
+    assert "2.5 s" in message
+
+
+@pytest.mark.parametrize("error", [
+    TritonServerError("HTTP 400: unexpected shape for input 'x'", 400),
+    TritonServerError("HTTP 404: unknown model 'resnet'", 404),
+    TritonServerError("gRPC INVALID_ARGUMENT: bad input", "INVALID_ARGUMENT"),
+    TritonTlsError("certificate verify failed"),
+    TritonRequestError("cannot decode the response"),
+], ids=["400", "404", "INVALID_ARGUMENT", "tls", "request"])
+def test_non_retryable_errors_are_raised_as_is(send, clock, error):
+    transport = ScriptedTransport([error, None])
+    with pytest.raises(TritonRequestError) as info:
+        send(make_guard(clock, RETRIES), transport, make_request())
+    assert info.value is error
+    assert len(transport.requests) == 1
+    assert send.waits == []
+
+
+@pytest.mark.parametrize("error", [
+    TritonServerError("HTTP 500", 500),
+    TritonServerError("HTTP 503", 503),
+    TritonServerError("gRPC UNAVAILABLE", "UNAVAILABLE"),
+    TritonConnectionError("connection reset by peer"),
+], ids=["500", "503", "UNAVAILABLE", "connection"])
+def test_transient_errors_are_retried(send, clock, error):
+    transport = ScriptedTransport([error, None])
+    assert send(make_guard(clock, {"max-retries": "1"}), transport, make_request()) is RESPONSE
+    assert len(transport.requests) == 2
+    assert len(send.waits) == 1
+
+
+def test_without_max_retries_a_transient_error_fails_at_once(send, clock):
+    transport = ScriptedTransport([transient("HTTP 503: busy"), None])
+    with pytest.raises(TritonRequestError) as info:
+        send(make_guard(clock), transport, make_request())
+    assert len(transport.requests) == 1
+    assert "1 attempt(s)" in str(info.value)
+    assert "'max-retries' = 0" in str(info.value)
+    assert "HTTP 503: busy" in str(info.value)
+
+
+def test_exhausted_retries_name_model_endpoint_attempts_and_last_cause(send, clock):
+    transport = ScriptedTransport([TritonConnectionError("refused (first)"),
+                                   transient("HTTP 503 (second)"),
+                                   transient("HTTP 503: overloaded (third)")])
+    with pytest.raises(TritonRequestError) as info:
+        send(make_guard(clock, {"max-retries": "2"}), transport, make_request())
+    error = info.value
+    assert type(error) is TritonRequestError
+    message = str(error)
+    assert "model 'resnet'" in message
+    assert ENDPOINT in message
+    assert "after 3 attempt(s)" in message
+    assert "'max-retries' = 2" in message
+    assert message.endswith("Last cause: HTTP 503: overloaded (third)")
+    assert "(first)" not in message
+    assert error.__cause__ is None
+    assert error.retryable is False
+
+
+def test_a_non_retryable_error_after_retries_names_the_attempts(send, clock):
+    transport = ScriptedTransport([transient(), TritonServerError("HTTP 400: bad shape", 400)])
+    with pytest.raises(TritonRequestError) as info:
+        send(make_guard(clock, RETRIES), transport, make_request())
+    message = str(info.value)
+    assert "after 2 attempt(s) (not retryable)" in message
+    assert "HTTP 400: bad shape" in message
+    assert len(transport.requests) == 2
+
+
+def test_endpoint_credentials_never_appear_in_the_message(send, clock):
+    guard = make_guard(clock, {"max-retries": "1"},
+                       endpoint="http://alice:pw-SECRET@triton:8000")
+    transport = ScriptedTransport([transient(), transient()])
+    with pytest.raises(TritonRequestError) as info:
+        send(guard, transport, make_request())
+    assert "pw-SECRET" not in str(info.value)
+    assert "triton:8000" in str(info.value)
+
+
+# --- the circuit breaker -------------------------------------------------------------------------
+
+def test_the_breaker_counts_a_record_once_however_many_attempts(send, clock):
+    guard = make_guard(clock, {**BREAKER, "max-retries": "2"})
+    assert guard.breaker is not None
+    states: list[BreakerState] = []
+    transport = ScriptedTransport([transient()] * 30,
+                                  during=lambda _: states.append(guard.breaker.state))
+    request = make_request()
+    for record in range(1, 11):
+        with pytest.raises(TritonRequestError) as info:
+            send(guard, transport, request)
+        assert "3 attempt(s)" in str(info.value)
+        expected = BreakerState.OPEN if record == 10 else BreakerState.CLOSED
+        assert guard.breaker.state is expected, record
+    assert len(transport.requests) == 30
+    assert set(states) == {BreakerState.CLOSED}  # not opened at the 10th attempt
+
+
+def test_client_errors_count_as_successes_for_the_breaker(send, clock):
+    guard = make_guard(clock, BREAKER)
+    assert guard.breaker is not None
+    transport = ScriptedTransport([TritonServerError("HTTP 400", 400)] * 20 + [transient()] * 20)
+    send.sends(guard, transport, make_request(), 20)
+    assert guard.breaker.state is BreakerState.CLOSED
+    send.sends(guard, transport, make_request(), 19)
+    assert guard.breaker.state is BreakerState.CLOSED  # 19 failures of 39
+    send.sends(guard, transport, make_request(), 1)
+    assert guard.breaker.state is BreakerState.OPEN  # 20 of 40
+
+
+def open_the_breaker(send: Sender, guard: RequestGuard) -> None:
+    transport = ScriptedTransport([transient()] * 10 * (guard.policy.max_retries + 1))
+    send.sends(guard, transport, make_request(), 10)
+    assert guard.breaker is not None
+    assert guard.breaker.state is BreakerState.OPEN
+
+
+def test_a_rejected_record_is_not_sent(send, clock):
+    group = FakeMetricGroup()
+    guard = make_guard(clock, {**BREAKER, **RETRIES}, InferenceMetrics(group))
+    open_the_breaker(send, guard)
+    triton = group.groups[GROUP]
+    before = triton.counts()
+    latencies = list(triton.distributions["latencyMs"].values)
+    clock.advance(20.0)
+    transport = ScriptedTransport([None])
+    with pytest.raises(TritonCircuitOpenError) as info:
+        send(guard, transport, make_request())
+    assert transport.requests == []
+    message = str(info.value)
+    assert "model 'resnet'" in message
+    assert ENDPOINT in message
+    assert "is open" in message
+    assert "'circuit-breaker-failure-threshold'" in message
+    assert "40.0 s" in message
+    assert "'circuit-breaker-timeout'" in message
+    assert "not sent" in message
+    assert info.value.retryable is False
+    after = triton.counts()
+    assert after["requests"] == before["requests"] + 1
+    assert after["failures"] == before["failures"] + 1
+    assert after["retries"] == before["retries"]
+    assert triton.distributions["latencyMs"].values == latencies
+    assert triton.gauges["inFlight"]() == 0
+
+
+def test_a_half_open_breaker_with_its_trials_in_flight_rejects(send, clock):
+    guard = make_guard(clock, {**BREAKER, "circuit-breaker-half-open-requests": "1"})
+    open_the_breaker(send, guard)
+    clock.advance(60.0)
+    rejections: list[TritonCircuitOpenError] = []
+
+    def another_record(_: int) -> None:  # sent while the trial is in flight
+        other = ScriptedTransport([None])
+        with pytest.raises(TritonCircuitOpenError) as info:
+            guard.send(other, make_request())
+        assert other.requests == []
+        rejections.append(info.value)
+
+    trial = ScriptedTransport([None], during=another_record)
+    assert send(guard, trial, make_request()) is RESPONSE
+    (rejection,) = rejections
+    assert "half-open" in str(rejection)
+    assert "'circuit-breaker-half-open-requests'" in str(rejection)
+    assert guard.breaker is not None
+    assert guard.breaker.state is BreakerState.CLOSED
+
+
+def test_retries_stop_when_the_breaker_opened_meanwhile(send, clock):
+    guard = make_guard(clock, {**BREAKER, **RETRIES})
+    assert guard.breaker is not None
+
+    def others_fail(call: int) -> None:
+        for _ in range(10):  # e.g. failed health probes, or other records in flight
+            guard.breaker.record_probe(False)
+
+    transport = ScriptedTransport([transient(), None], during=others_fail)
+    with pytest.raises(TritonRequestError) as info:
+        send(guard, transport, make_request())
+    assert "the circuit breaker opened meanwhile" in str(info.value)
+    assert "1 attempt(s)" in str(info.value)
+    assert len(transport.requests) == 1
+    assert send.waits == []
+
+
+def test_a_trial_record_may_retry_and_counts_once(send, clock):
+    guard = make_guard(clock, {**BREAKER, "max-retries": "2",
+                               "circuit-breaker-half-open-requests": "1"})
+    open_the_breaker(send, guard)
+    clock.advance(60.0)
+    transport = ScriptedTransport([transient(), transient(), None])
+    assert send(guard, transport, make_request()) is RESPONSE
+    assert len(transport.requests) == 3
+    assert guard.breaker is not None
+    assert guard.breaker.state is BreakerState.CLOSED
+
+
+def test_a_failed_trial_reopens_the_breaker(send, clock):
+    guard = make_guard(clock, {**BREAKER, "max-retries": "1"})
+    open_the_breaker(send, guard)
+    clock.advance(60.0)
+    send.sends(guard, ScriptedTransport([transient(), transient()]), make_request(), 1)
+    assert guard.breaker is not None
+    assert guard.breaker.state is BreakerState.OPEN
+    assert guard.breaker.admit() == pytest.approx(60.0, abs=0.5)
+
+
+def test_describe(clock):
+    assert make_guard(clock).describe() == "no retries, 31 s per record, no circuit breaker"
+    text = make_guard(clock, {**BREAKER, "max-retries": "2", "timeout": "1s"}).describe()
+    assert text.startswith("up to 2 retries, backoff 0.1-30 s, 4.3 s per record")
+    assert text.endswith("circuit breaker on")
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+def test_metrics_are_registered_in_the_triton_group(clock):
+    group = FakeMetricGroup()
+    make_guard(clock, BREAKER, InferenceMetrics(group))
+    assert set(group.groups) == {GROUP}
+    triton = group.groups[GROUP]
+    assert set(triton.counters) == {"requests", "successes", "failures", "retries", "fallbacks"}
+    assert set(triton.distributions) == {"latencyMs"}
+    assert set(triton.gauges) == {"inFlight", "circuitBreakerState"}
+    assert triton.gauges["inFlight"]() == 0
+    assert triton.gauges["circuitBreakerState"]() == 0
+
+
+def test_no_breaker_gauge_without_a_breaker(clock):
+    group = FakeMetricGroup()
+    make_guard(clock, None, InferenceMetrics(group))
+    assert set(group.groups[GROUP].gauges) == {"inFlight"}
+
+
+def test_metrics_of_a_record_that_succeeds_after_retries(send, clock):
+    group = FakeMetricGroup()
+    guard = make_guard(clock, {**BREAKER, **RETRIES, "retry-initial-backoff": "125ms"},
+                       InferenceMetrics(group))
+    triton = group.groups[GROUP]
+    in_flight: list[int] = []
+    transport = ScriptedTransport(
+        [transient(), TritonConnectionError("reset"), None], clock, takes=0.25,
+        during=lambda _: in_flight.append(triton.gauges["inFlight"]()))
+    assert send(guard, transport, make_request()) is RESPONSE
+    assert triton.counts() == {"requests": 1, "successes": 1, "failures": 0, "retries": 2,
+                               "fallbacks": 0}
+    assert in_flight == [1, 1, 1]
+    assert triton.gauges["inFlight"]() == 0
+    latencies = triton.distributions["latencyMs"].values
+    assert len(latencies) == 3  # one per attempt
+    assert all(latency >= 250 for latency in latencies)
+    assert latencies[-1] == 250
+
+
+def test_metrics_of_a_record_that_fails_after_retries(send, clock):
+    group = FakeMetricGroup()
+    guard = make_guard(clock, {"max-retries": "1"}, InferenceMetrics(group))
+    triton = group.groups[GROUP]
+    send.sends(guard, ScriptedTransport([transient(), transient()], clock, takes=0.5),
+               make_request(), 1)
+    assert triton.counts() == {"requests": 1, "successes": 0, "failures": 1, "retries": 1,
+                               "fallbacks": 0}
+    assert triton.gauges["inFlight"]() == 0
+    assert len(triton.distributions["latencyMs"].values) == 2
+
+
+def test_metrics_of_a_non_retryable_failure(send, clock):
+    group = FakeMetricGroup()
+    guard = make_guard(clock, RETRIES, InferenceMetrics(group))
+    triton = group.groups[GROUP]
+    send.sends(guard, ScriptedTransport([TritonServerError("HTTP 400", 400)], clock, takes=0.125),
+               make_request(), 1)
+    assert triton.counts() == {"requests": 1, "successes": 0, "failures": 1, "retries": 0,
+                               "fallbacks": 0}
+    assert triton.distributions["latencyMs"].values == [125]
+    assert triton.gauges["inFlight"]() == 0
+
+
+def test_metrics_over_many_records(send, clock):
+    group = FakeMetricGroup()
+    guard = make_guard(clock, {"max-retries": "1"}, InferenceMetrics(group))
+    triton = group.groups[GROUP]
+    transport = ScriptedTransport([None, transient(), None, transient(), transient(), None],
+                                  clock, takes=0.5)
+    for _ in range(2):
+        send(guard, transport, make_request())
+    send.sends(guard, transport, make_request(), 1)
+    send(guard, transport, make_request())
+    assert triton.counts() == {"requests": 4, "successes": 3, "failures": 1, "retries": 2,
+                               "fallbacks": 0}
+    assert len(triton.distributions["latencyMs"].values) == 6
+
+
+def test_breaker_state_gauge_follows_the_breaker(send, clock):
+    group = FakeMetricGroup()
+    guard = make_guard(clock, BREAKER, InferenceMetrics(group))
+    state = group.groups[GROUP].gauges["circuitBreakerState"]
+    assert state() == 0
+    open_the_breaker(send, guard)
+    assert state() == 2
+    clock.advance(60.0)
+    observed: list[int] = []
+    trial = ScriptedTransport([None], during=lambda _: observed.append(state()))
+    send(guard, trial, make_request())
+    assert observed == [1]
+
+
+def test_metrics_without_a_metric_group_count_nothing(send, clock):
+    metrics = InferenceMetrics()
+    guard = make_guard(clock, {**BREAKER, "max-retries": "1"}, metrics)
+    assert send(guard, ScriptedTransport([transient(), None]), make_request()) is RESPONSE
+    metrics.fallbacks.inc(3)
+    metrics.latency_ms.update(5)
+    metrics.gauge("anything", lambda: 1)
+    assert metrics.in_flight == 0
+
+
+def test_a_failed_attempt_ends_before_the_backoff(send, clock):
+    group = FakeMetricGroup()
+    guard = make_guard(clock, {"max-retries": "2", "retry-initial-backoff": "1s",
+                               "retry-max-backoff": "1s"}, InferenceMetrics(group))
+    triton = group.groups[GROUP]
+    in_flight_while_waiting: list[int] = []
+    transport = ScriptedTransport([transient(), transient(), None], clock, takes=0.25)
+    original_advance = clock.advance
+
+    def advance(seconds: float) -> None:  # the fake sleeps advance the clock
+        if seconds >= 0.5:
+            in_flight_while_waiting.append(triton.gauges["inFlight"]())
+        original_advance(seconds)
+
+    clock.advance = advance  # type: ignore[method-assign]
+    assert send(guard, transport, make_request()) is RESPONSE
+    assert send.waits == [0.5, 0.5]
+    assert triton.distributions["latencyMs"].values == [250, 250, 250]
+    assert in_flight_while_waiting == [0, 0]
+
+
+def test_a_cancelled_trial_does_not_wedge_the_breaker(clock):
+    guard = make_guard(clock, {**BREAKER, "circuit-breaker-half-open-requests": "1"})
+    assert guard.breaker is not None
+    for _ in range(10):
+        guard.breaker.record(False, Admission.REQUEST)
+    clock.advance(60.0)
+
+    class Hanging:
+        async def infer(self, request: InferRequest) -> Response:
+            await asyncio.Event().wait()
+            raise AssertionError("never answers")
+
+        async def close(self) -> None:
+            pass
+
+    async def cancelled_trial() -> None:
+        task = asyncio.ensure_future(guard.send_async(Hanging(), make_request()))
+        await asyncio.sleep(0)  # the trial is admitted and in flight
+        assert guard.breaker is not None
+        assert guard.breaker.state is BreakerState.HALF_OPEN
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled_trial())
+    clock.advance(3600.0)
+    assert guard.send(ScriptedTransport([None]), make_request()) is RESPONSE
+
+
+# --- HealthCheck ---------------------------------------------------------------------------------
+
+class ProbeTransport:
+    def __init__(self, live: bool | Exception, ready: bool | Exception) -> None:
+        self.live, self.ready = live, ready
+        self.calls: list[str] = []
+        self.closed = False
+
+    def _answer(self, name: str, answer: bool | Exception) -> bool:
+        self.calls.append(name)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def server_live(self, model: ModelRef) -> bool:
+        return self._answer("live", self.live)
+
+    def server_ready(self, model: ModelRef) -> bool:
+        return self._answer("ready", self.ready)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeConnect:
+    """Stands for transport.connect: records the options, hands out ProbeTransports."""
+
+    def __init__(self, answers: Callable[[], tuple[bool | Exception, bool | Exception]]
+                 | Exception) -> None:
+        self.answers = answers
+        self.options: list[TritonOptions] = []
+        self.transports: list[ProbeTransport] = []
+
+    def __call__(self, options: TritonOptions) -> ProbeTransport:
+        self.options.append(options)
+        if isinstance(self.answers, Exception):
+            raise self.answers
+        transport = ProbeTransport(*self.answers())
+        self.transports.append(transport)
+        return transport
+
+
+HEALTH = {"health-check-enabled": "true"}
+
+
+def health_check(monkeypatch: pytest.MonkeyPatch, connect: FakeConnect,
+                 extra: dict[str, str] | None = None, breaker: CircuitBreaker | None = None,
+                 metrics: InferenceMetrics | None = None) -> HealthCheck:
+    monkeypatch.setattr("pyflink_triton.reliable.connect", connect)
+    return HealthCheck(make_options({**HEALTH, **(extra or {})}), breaker,
+                       metrics or InferenceMetrics(), "resnet-0")
+
+
+@pytest.mark.parametrize("live, ready, healthy, calls", [
+    (True, False, True, ["live"]),
+    (False, True, True, ["live", "ready"]),
+    (False, False, False, ["live", "ready"]),
+    (TritonConnectionError("refused"), True, False, ["live"]),
+    (False, TritonServerError("HTTP 503", 503), False, ["live", "ready"]),
+])
+def test_probe(monkeypatch, live, ready, healthy, calls):
+    connect = FakeConnect(lambda: (live, ready))
+    assert health_check(monkeypatch, connect).probe() is healthy
+    (transport,) = connect.transports
+    assert transport.calls == calls
+    assert transport.closed
+
+
+@pytest.mark.parametrize("error", [TritonConnectionError("refused"), TritonTlsError("untrusted")])
+def test_probe_that_cannot_connect_is_unhealthy(monkeypatch, error):
+    connect = FakeConnect(error)
+    assert health_check(monkeypatch, connect).probe() is False
+    assert len(connect.options) == 1
+
+
+@pytest.mark.parametrize("timeout, interval, interval_seconds, expected", [
+    ("30s", "2s", 2.0, 2.0),
+    ("30s", "60s", 60.0, 5.0),
+    ("1s", "60s", 60.0, 1.0),
+    ("500ms", "1s", 1.0, 0.5),
+    ("30s", "250ms", 0.25, 0.25),
+])
+def test_probe_timeout_is_bounded_by_timeout_interval_and_5s(monkeypatch, timeout, interval,
+                                                             interval_seconds, expected):
+    connect = FakeConnect(lambda: (True, True))
+    check = health_check(monkeypatch, connect,
+                         {"timeout": timeout, "health-check-interval": interval})
+    check.probe()
+    (options,) = connect.options
+    assert options.timeout == timedelta(seconds=expected)
+    assert options.endpoint == make_options().endpoint
+    assert options.model_name == MODEL.name
+    assert check.interval == interval_seconds
+
+
+def test_health_gauge_before_and_after_probes(monkeypatch):
+    group = FakeMetricGroup()
+    check = health_check(monkeypatch, FakeConnect(lambda: (True, True)),
+                         metrics=InferenceMetrics(group))
+    gauge = group.groups[GROUP].gauges["healthy"]
+    assert check.healthy is None
+    assert gauge() == -1
+    check.healthy = True
+    assert gauge() == 1
+    check.healthy = False
+    assert gauge() == 0
+
+
+def test_health_check_without_breaker_warns(monkeypatch, caplog):
+    with caplog.at_level(logging.WARNING, logger="pyflink_triton.reliable"):
+        health_check(monkeypatch, FakeConnect(lambda: (True, True)))
+    assert "without 'circuit-breaker-enabled'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pyflink_triton.reliable"):
+        health_check(monkeypatch, FakeConnect(lambda: (True, True)),
+                     breaker=CircuitBreaker(0.5, 60.0, 3, time.monotonic))
+    assert caplog.text == ""
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        threading.Event().wait(0.001)
+
+
+def health_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "triton-health-resnet-0"]
+
+
+def test_failed_probes_open_the_breaker_from_the_thread(monkeypatch):
+    group = FakeMetricGroup()
+    breaker = CircuitBreaker(0.5, 600.0, 3, time.monotonic)
+    check = health_check(monkeypatch, FakeConnect(lambda: (False, False)),
+                         {"health-check-interval": "1ms"}, breaker, InferenceMetrics(group))
+    check.start()
+    try:
+        assert health_threads()[0].daemon
+        wait_for(lambda: breaker.state is BreakerState.OPEN)
+        assert check.healthy is False
+        assert group.groups[GROUP].gauges["healthy"]() == 0
+    finally:
+        check.stop()
+    assert health_threads() == []
+
+
+def test_health_changes_are_logged_once(monkeypatch, caplog):
+    answers = iter([(False, False), (False, False), (False, True)])
+    exhausted = threading.Event()
+
+    def next_answer() -> tuple[bool, bool]:
+        answer = next(answers, None)
+        if answer is None:
+            exhausted.set()
+            return (True, True)
+        return answer
+
+    connect = FakeConnect(next_answer)
+    with caplog.at_level(logging.INFO, logger="pyflink_triton.reliable"):
+        check = health_check(monkeypatch, connect, {"health-check-interval": "1ms"},
+                             CircuitBreaker(0.5, 60.0, 3, time.monotonic))
+        check.start()
+        try:
+            assert exhausted.wait(10)
+            wait_for(lambda: len(connect.transports) >= 8)
+        finally:
+            check.stop()
+    failed = [r for r in caplog.records if "failed its health probe" in r.getMessage()]
+    healthy = [r for r in caplog.records if "is healthy" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelno == logging.WARNING
+    assert len(healthy) == 1 and healthy[0].levelno == logging.INFO
+    assert caplog.records.index(failed[0]) < caplog.records.index(healthy[0])
+    assert "triton:8000" in failed[0].getMessage()
+    assert check.healthy is True
+
+
+def test_stop_without_start_and_twice(monkeypatch):
+    check = health_check(monkeypatch, FakeConnect(lambda: (True, True)))
+    check.stop()
+    check.stop()
+    assert health_threads() == []
