@@ -6,7 +6,8 @@ Pure, no I/O: time comes from a clock and randomness from a function the caller 
   transient failures are retried, with exponential backoff and equal jitter, within the
   record's overall bound.
 - :class:`CircuitBreaker` (options 'circuit-breaker-*'): CLOSED -> OPEN when the share of
-  failed requests reaches the threshold (over at least 10); OPEN -> HALF_OPEN after the open
+  failed requests among the last 100 reaches the threshold (over at least 10, as Flink's Java
+  provider; it counts all requests, halving at 10 000); OPEN -> HALF_OPEN after the open
   duration; HALF_OPEN lets a budget of trial requests through and closes when all succeed.
 
 The plumbing that sends requests under these policies is ``reliable``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,7 +121,9 @@ class CircuitBreaker:
     """Per function instance; thread-safe (the health check reports from its own thread)."""
 
     MINIMUM_SAMPLES = 10  # the breaker never opens on fewer requests
-    WINDOW = 10_000  # counts are halved at this size, so old history fades
+    # The share is taken over the last WINDOW records only: after hours of successes, an
+    # outage must open the breaker within a few dozen records, not after as many failures.
+    WINDOW = 100
 
     def __init__(self, failure_threshold: float, open_seconds: float, half_open_requests: int,
                  clock: Callable[[], float]) -> None:
@@ -129,7 +133,8 @@ class CircuitBreaker:
         self._clock = clock
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
-        self._total = self._failed = 0  # while closed
+        self._outcomes: deque[bool] = deque()  # while closed: the last WINDOW, True = failed
+        self._failed = 0  # failures among them
         self._opened_at = 0.0
         self._trials_admitted = self._trials_succeeded = 0  # while half-open
 
@@ -208,13 +213,13 @@ class CircuitBreaker:
                 f"('circuit-breaker-failure-threshold')")
 
     def _count(self, success: bool) -> None:
-        self._total += 1
+        outcomes = self._outcomes
+        outcomes.append(not success)
         self._failed += not success
-        if self._total >= self.WINDOW:
-            self._total //= 2
-            self._failed //= 2
-        if (self._total >= self.MINIMUM_SAMPLES
-                and self._failed / self._total >= self.failure_threshold):
+        if len(outcomes) > self.WINDOW:
+            self._failed -= outcomes.popleft()
+        if (len(outcomes) >= self.MINIMUM_SAMPLES
+                and self._failed / len(outcomes) >= self.failure_threshold):
             self._open()
 
     def _open(self) -> None:
@@ -223,4 +228,5 @@ class CircuitBreaker:
 
     def _close(self) -> None:
         self._state = BreakerState.CLOSED
-        self._total = self._failed = 0
+        self._outcomes.clear()
+        self._failed = 0

@@ -20,7 +20,8 @@ What was measured (PyFlink 2.3.0, local execution, Python workers in process mod
   Counters and gauges are integers; a distribution is the text
   ``DistributionResult{sum=2500, count=500, min=1, max=9}`` (parsed into ``Distribution``),
   cumulative over the bundles.
-- A metric has no value until Python reported it: a counter never incremented is absent, not 0.
+- A metric has no value until Python reported it: a counter never incremented is absent, not 0
+  (an ``inc(0)`` in eval makes it 0; one in ``open()`` does not, no metrics container there).
 - AsyncScalarFunction: eval runs on an event-loop thread, where Beam has no metrics container:
   counter and distribution updates made there are silently dropped; gauges work (sampled
   after the bundle's in-flight calls have drained, so an in-flight gauge reads 0).
@@ -172,14 +173,22 @@ class MetricsSnapshot:
 
 
 def rest_url(job_client: Any) -> str:
-    """The REST address of the mini-cluster that runs a local job (read from the JVM)."""
+    """The REST address of the mini-cluster that runs a local job (read from the JVM).
+
+    Raises AssertionError if the job has ended (its mini-cluster shuts down with it).
+    """
     j_client = getattr(job_client, "_j_job_client", job_client)
     cls = j_client.getClass()
     if cls.getName() != "org.apache.flink.runtime.minicluster.MiniClusterJobClient":
         raise ValueError(f"not a local mini-cluster job: {cls.getName()}")
     mini_cluster_field = cls.getDeclaredField("miniCluster")
     mini_cluster_field.setAccessible(True)
-    uri = mini_cluster_field.get(j_client).getRestAddress().get()
+    try:
+        uri = mini_cluster_field.get(j_client).getRestAddress().get()
+    except Exception as error:  # Py4JJavaError: "MiniCluster ... has already been shut down"
+        raise AssertionError(
+            "the job's mini-cluster is shut down: the job ended, and its metrics with it"
+        ) from error
     return str(uri.toString()).rstrip("/")
 
 
@@ -263,12 +272,12 @@ class JobMetrics:
 @contextmanager
 def running_job(job: Any, url: str | None = None) -> Iterator[JobMetrics]:
     """Metrics of a submitted job (TableResult or JobClient); cancels the job on exit."""
-    metrics = JobMetrics(job, url)
+    job_client = job_client_of(job)
     try:
-        yield metrics
+        yield JobMetrics(job_client, url)
     finally:
         with suppress(Exception):  # an ended job has nothing to cancel
-            metrics.job_client.cancel().result()
+            job_client.cancel().result()
 
 
 def read_metrics(job: Any, names: Iterable[str],

@@ -10,56 +10,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from pyflink_triton.server import LocalTritonServer, free_port
-
 from faults import (
     ECHO_LOG,
     ECHO_LOG_SEQ,
     CountingProxy,
-    FaultRepository,
     ProxyCounts,
-    make_fault_repository,
     read_request_records,
 )
-
-
-@pytest.fixture(scope="module")
-def fault_repository(tmp_path_factory) -> FaultRepository:
-    return make_fault_repository(tmp_path_factory.mktemp("faults"))
-
-
-@pytest.fixture(scope="module")
-def module_server(fault_repository) -> Iterator[LocalTritonServer]:
-    # Fixed ports: a restart must come back on them, as a proxy or a client expects.
-    server = LocalTritonServer(fault_repository.path, http_port=free_port(),
-                               grpc_port=free_port(), startup_timeout=60)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def server(module_server, fault_repository) -> LocalTritonServer:
-    """The module's server, running and answering at once, whatever the last test did."""
-    fault_repository.set_delay(0)
-    if module_server.process is None:
-        module_server.start()
-    return module_server
-
-
-@pytest.fixture
-def http_proxy(server) -> Iterator[CountingProxy]:
-    with CountingProxy("127.0.0.1", server.http_port) as proxy:
-        yield proxy
 
 
 def _http_input(value: int) -> httpclient.InferInput:

@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+
 from flink_metrics import (
     Distribution,
     MetricsSnapshot,
@@ -27,7 +28,6 @@ from flink_metrics import (
     held_sequence,
     running_job,
 )
-
 from jobs import table_env
 
 ROWS = 1000
@@ -60,11 +60,12 @@ def _submit_table_job():
 
 def _submit_mixed_job():
     """Pandas UDF, two AsyncScalarFunctions and a MapFunction in one DataStream job."""
-    import metrics_probe_udfs as probes
     from pyflink.common import Configuration
     from pyflink.common.typeinfo import Types
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
+
+    import metrics_probe_udfs as probes
 
     config = Configuration()
     config.set_string("python.executable", sys.executable)
@@ -100,11 +101,12 @@ def _submit_mixed_job():
 def jobs() -> dict[str, MetricsSnapshot]:
     """Both jobs run at the same time (each on its own mini-cluster) to save time."""
     with ExitStack() as stack:
-        submitted = {"table": _submit_table_job(), "mixed": _submit_mixed_job()}
-        running = {k: (stack.enter_context(running_job(job)), done)
-                   for k, (job, done) in submitted.items()}
-        return {k: job.wait_for(NAMES, until=done, timeout=90)
-                for k, (job, done) in running.items()}
+        running = {}
+        for kind, submit in [("table", _submit_table_job), ("mixed", _submit_mixed_job)]:
+            job, done = submit()
+            running[kind] = (stack.enter_context(running_job(job)), done)
+        return {kind: job.wait_for(NAMES, until=done, timeout=90)
+                for kind, (job, done) in running.items()}
 
 
 @pytest.fixture

@@ -138,7 +138,15 @@ class FakeMetricGroup:
     def distribution(self, name: str) -> FakeDistribution:
         return self.distributions.setdefault(name, FakeDistribution())
 
+    def sampled(self) -> FakeMetricGroup:
+        """As at the end of a PyFlink bundle: the gauges are sampled (which reports the
+        counts and latencies to the counters and the distribution)."""
+        for gauge in self.gauges.values():
+            gauge()
+        return self
+
     def counts(self) -> dict[str, int]:
+        self.sampled()
         return {name: counter.count for name, counter in self.counters.items()}
 
 
@@ -387,7 +395,7 @@ def test_a_rejected_record_is_not_sent(send, clock):
     open_the_breaker(send, guard)
     triton = group.groups[GROUP]
     before = triton.counts()
-    latencies = list(triton.distributions["latencyMs"].values)
+    latencies = list(triton.sampled().distributions["latencyMs"].values)
     clock.advance(20.0)
     transport = ScriptedTransport([None])
     with pytest.raises(TritonCircuitOpenError) as info:
@@ -406,7 +414,7 @@ def test_a_rejected_record_is_not_sent(send, clock):
     assert after["requests"] == before["requests"] + 1
     assert after["failures"] == before["failures"] + 1
     assert after["retries"] == before["retries"]
-    assert triton.distributions["latencyMs"].values == latencies
+    assert triton.sampled().distributions["latencyMs"].values == latencies
     assert triton.gauges["inFlight"]() == 0
 
 
@@ -512,7 +520,7 @@ def test_metrics_of_a_record_that_succeeds_after_retries(send, clock):
                                "fallbacks": 0}
     assert in_flight == [1, 1, 1]
     assert triton.gauges["inFlight"]() == 0
-    latencies = triton.distributions["latencyMs"].values
+    latencies = triton.sampled().distributions["latencyMs"].values
     assert len(latencies) == 3  # one per attempt
     assert all(latency >= 250 for latency in latencies)
     assert latencies[-1] == 250
@@ -527,7 +535,7 @@ def test_metrics_of_a_record_that_fails_after_retries(send, clock):
     assert triton.counts() == {"requests": 1, "successes": 0, "failures": 1, "retries": 1,
                                "fallbacks": 0}
     assert triton.gauges["inFlight"]() == 0
-    assert len(triton.distributions["latencyMs"].values) == 2
+    assert len(triton.sampled().distributions["latencyMs"].values) == 2
 
 
 def test_metrics_of_a_non_retryable_failure(send, clock):
@@ -538,7 +546,7 @@ def test_metrics_of_a_non_retryable_failure(send, clock):
                make_request(), 1)
     assert triton.counts() == {"requests": 1, "successes": 0, "failures": 1, "retries": 0,
                                "fallbacks": 0}
-    assert triton.distributions["latencyMs"].values == [125]
+    assert triton.sampled().distributions["latencyMs"].values == [125]
     assert triton.gauges["inFlight"]() == 0
 
 
@@ -554,7 +562,7 @@ def test_metrics_over_many_records(send, clock):
     send(guard, transport, make_request())
     assert triton.counts() == {"requests": 4, "successes": 3, "failures": 1, "retries": 2,
                                "fallbacks": 0}
-    assert len(triton.distributions["latencyMs"].values) == 6
+    assert len(triton.sampled().distributions["latencyMs"].values) == 6
 
 
 def test_breaker_state_gauge_follows_the_breaker(send, clock):
@@ -598,7 +606,7 @@ def test_a_failed_attempt_ends_before_the_backoff(send, clock):
     clock.advance = advance  # type: ignore[method-assign]
     assert send(guard, transport, make_request()) is RESPONSE
     assert send.waits == [0.5, 0.5]
-    assert triton.distributions["latencyMs"].values == [250, 250, 250]
+    assert triton.sampled().distributions["latencyMs"].values == [250, 250, 250]
     assert in_flight_while_waiting == [0, 0]
 
 

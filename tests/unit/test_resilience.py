@@ -359,25 +359,26 @@ def test_opens_at_the_threshold_share_of_ten(threshold, failures, opens, failure
 
 
 @given(total=st.integers(10, 300), data=st.data())
-def test_opens_when_the_share_reaches_the_threshold(total, data):
+def test_opens_when_the_share_in_the_window_reaches_the_threshold(total, data):
     failures = data.draw(st.integers(1, total))
     threshold = data.draw(st.floats(0.01, 1.0))
     circuit = breaker(threshold=threshold)
     opened_at = None
     outcomes = [True] * (total - failures) + [False] * failures
-    failed = 0
+    window: list[bool] = []  # the last WINDOW outcomes, True = failed
     for count, success in enumerate(outcomes, start=1):
         circuit.record(success, Admission.TRIAL)
-        failed += not success
+        window = [*window, not success][-CircuitBreaker.WINDOW:]
+        share = sum(window) / len(window)
         if circuit.state is BreakerState.OPEN:
-            opened_at = (count, failed)
+            opened_at = (count, share)
             break
-    if opened_at is None:  # the share never reached the threshold at 10 samples or more
-        assert failures / total < threshold + 1e-12
-    else:
-        count, failed = opened_at
+        if len(window) >= CircuitBreaker.MINIMUM_SAMPLES:
+            assert share < threshold
+    if opened_at is not None:
+        count, share = opened_at
         assert count >= CircuitBreaker.MINIMUM_SAMPLES
-        assert failed / count >= threshold - 1e-12
+        assert share >= threshold
 
 
 def test_opens_exactly_at_every_share_written_as_a_decimal():
@@ -548,27 +549,26 @@ def test_probes_are_ignored_while_open():
     assert circuit.state is BreakerState.HALF_OPEN
 
 
-def test_counts_halve_at_the_window():
+def test_the_share_is_over_the_last_window_of_records():
     window = CircuitBreaker.WINDOW
     circuit = breaker(threshold=0.5)
-    record_all(circuit, [True] * window)  # halved to window/2 successes
-    # Without halving, window failures would be needed; with it, the old successes fade:
-    # at window/2 failures the counts reach the window again (window/2 of window) and halve.
+    record_all(circuit, [True] * (10 * window))  # hours of successes weigh no more than 100
     record_all(circuit, [False] * (window // 2 - 1))
     assert circuit.state is BreakerState.CLOSED
-    circuit.record(False, Admission.TRIAL)
+    circuit.record(False, Admission.TRIAL)  # 50 of the last 100
     assert circuit.state is BreakerState.OPEN
 
 
-def test_counts_halve_in_a_smaller_window():
+def test_old_failures_leave_the_window():
     class SmallWindow(CircuitBreaker):
         WINDOW = 20
 
     circuit = SmallWindow(0.5, 60.0, 3, FakeClock())
-    record_all(circuit, [True] * 20)  # 10 successes left
-    record_all(circuit, [False] * 9)  # 9 of 19
+    record_all(circuit, [True] * 11 + [False] * 9)  # 9 of 20
+    record_all(circuit, [True] * 20)  # the 9 failures leave the window: 0 of 20
+    record_all(circuit, [False] * 9)  # 9 of 20
     assert circuit.state is BreakerState.CLOSED
-    circuit.record(False, Admission.TRIAL)  # 10 of 20, halved to 5 of 10
+    circuit.record(False, Admission.TRIAL)  # 10 of 20
     assert circuit.state is BreakerState.OPEN
 
 
@@ -630,9 +630,9 @@ def test_threads_recording_lose_no_sample():
 
     run_threads(32, record)
     assert circuit.state is BreakerState.CLOSED
-    # (the private counts: no update lost; 9600 stays below the window)
-    assert circuit._total == 32 * 300
-    assert circuit._failed == 16 * 150
+    # (the private counts: no update lost)
+    assert len(circuit._outcomes) == CircuitBreaker.WINDOW
+    assert circuit._failed == sum(circuit._outcomes)
 
 
 def test_threads_recording_failures_open_it_once():

@@ -1,0 +1,251 @@
+"""Failure handling proven on real processes: a real tritonserver that the tests kill (SIGKILL,
+as a crash) and restart on the same ports, real PyFlink jobs, and a TCP proxy that counts the
+connections the function opens. The echo_log models log every request they receive (its
+sequence ID, X and the server's pid), which is how the tests see what reached Triton.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pyflink_triton import create_model
+from pyflink_triton.errors import TritonCircuitOpenError, TritonRequestError
+from pyflink_triton.inference import TritonInference
+from pyflink_triton.resilience import BreakerState
+from pyflink_triton.server import LocalTritonServer
+
+from faults import ECHO_LOG, ECHO_LOG_SEQ, FaultRepository
+from jobs import sequence_source, table_env
+
+RETRY_BUDGET = {  # ~20 s of retries: a restart (~2 s) fits easily
+    "max-retries": "30", "retry-initial-backoff": "50ms", "retry-max-backoff": "1s",
+    "timeout": "5s",
+}
+
+
+def run_in_background(job: Callable[[], Any]) -> Callable[[float], Any]:
+    """Start ``job`` in a thread; the returned function waits for it and returns its result
+    (or raises its exception)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = job()
+        except BaseException as e:  # (handed to the test thread)
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def wait(timeout: float) -> Any:
+        thread.join(timeout)
+        assert not thread.is_alive(), f"the job did not finish within {timeout:g} s"
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    return wait
+
+
+def echo_job(endpoint: str, model: str, rows: int, parallelism: int, **options: str
+             ) -> Callable[[], list[tuple[Any, ...]]]:
+    """A job sending ids 1..rows through ``model``; returns (id, result) per output row."""
+    def job() -> list[tuple[Any, ...]]:
+        t_env = table_env(parallelism=parallelism)
+        sequence_source(t_env, rows)
+        create_model(t_env, "echo", {"endpoint": endpoint, "model-name": model, **options},
+                     inputs=[("X", "BIGINT")], output=("Y", "BIGINT"))
+        frame = t_env.sql_query("SELECT id, echo(id) AS r FROM src").to_pandas()
+        return [(int(i), _plain(r)) for i, r in zip(frame["id"], frame["r"], strict=True)]
+    return job
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):  # a ROW comes back from to_pandas() as a dict
+        return {k: _plain(v) for k, v in value.items()}
+    return value.item() if hasattr(value, "item") else value
+
+
+def kill_after(repository: FaultRepository, server: LocalTritonServer, model: str,
+               requests: int) -> set[int]:
+    """Kill the server once ``requests`` more requests reached ``model``; returns the X values
+    it received before it died."""
+    before = len(repository.requests(model))
+    repository.wait_for_requests(model, before + requests, timeout=120)
+    server.kill()
+    return {x for _, x, _ in repository.requests(model)[before:]}
+
+
+@pytest.mark.parametrize("mode, protocol", [("sync", "http"), ("async", "grpc")])
+def test_a_triton_killed_and_restarted_within_the_retry_budget_loses_no_row(
+        server, fault_repository, mode, protocol):
+    rows = 3000
+    fault_repository.set_delay(0.002)  # ~500 requests/s: the job outlives the kill
+    endpoint = server.http_endpoint if protocol == "http" else server.grpc_endpoint
+    log_start = len(fault_repository.requests(ECHO_LOG_SEQ))
+    wait = run_in_background(echo_job(
+        endpoint, ECHO_LOG_SEQ, rows, parallelism=2, mode=mode, **RETRY_BUDGET,
+        **{"sequence-id": "job-1", "sequence-id-auto-increment": "true",
+           "sequence-start": "true", "sequence-end": "true"}))
+    kill_after(fault_repository, server, ECHO_LOG_SEQ, 500)
+    time.sleep(1.0)  # an outage: the subtasks retry
+    server.start()
+    results = wait(300)
+
+    assert sorted(i for i, _ in results) == list(range(1, rows + 1)), "rows out != rows in"
+    assert all(y == i + 1 for i, y in results), "an output does not belong to its input"
+    received = fault_repository.requests(ECHO_LOG_SEQ)[log_start:]
+    assert len({pid for _, _, pid in received}) == 2, "the server was not restarted mid-job"
+    ids_of: dict[int, set[str]] = defaultdict(set)
+    for corrid, x, _ in received:
+        ids_of[x].add(corrid)
+    assert sorted(ids_of) == list(range(1, rows + 1))
+    resent = {x: ids for x, ids in ids_of.items() if len(ids) > 1}
+    assert not resent, f"records sent under more than one sequence ID: {resent}"
+    assert len({next(iter(ids)) for ids in ids_of.values()}) == rows  # one ID per record
+
+
+@pytest.mark.parametrize("error_fields", [False, True])
+def test_an_outage_longer_than_the_budget_gives_exactly_the_affected_rows_the_fallback(
+        server, fault_repository, error_fields):
+    rows = 1500
+    fault_repository.set_delay(0.002)
+    log_start = len(fault_repository.requests(ECHO_LOG))
+    options = {"max-retries": "2", "retry-initial-backoff": "20ms", "retry-max-backoff": "50ms",
+               "default-value": "-1", "circuit-breaker-enabled": "true",
+               "circuit-breaker-timeout": "1h"}
+    if error_fields:
+        options["error-fields"] = "true"
+    wait = run_in_background(echo_job(server.http_endpoint, ECHO_LOG, rows, parallelism=1,
+                                      **options))
+    kill_after(fault_repository, server, ECHO_LOG, 300)
+    results = wait(300)  # the server stays down
+
+    assert sorted(i for i, _ in results) == list(range(1, rows + 1)), "rows out != rows in"
+    received = {x for _, x, _ in fault_repository.requests(ECHO_LOG)[log_start:]}
+    answered, fell_back = set(), set()
+    for i, result in results:
+        if error_fields:
+            y, ok, error = result["Y"], result["ok"], result["error"]
+            assert ok is (y == i + 1), result
+            if not ok:
+                assert y == -1 and ECHO_LOG in error and server.http_endpoint in error, result
+            else:
+                assert error is None
+        else:
+            y = result
+            assert y in (i + 1, -1), (i, result)
+        (answered if y == i + 1 else fell_back).add(i)
+    assert answered <= received, "a row has a prediction the server never computed"
+    # Exactly the rows the server did not answer got the fallback: at most the one request in
+    # flight at the kill reached the model without its answer coming back.
+    assert fell_back == set(range(1, rows + 1)) - answered
+    assert len(received - answered) <= 1
+    assert len(fell_back) >= rows - 300 - 10  # the job went on after the kill
+
+
+def test_an_outage_longer_than_the_budget_without_fallback_fails_the_job(
+        server, fault_repository):
+    fault_repository.set_delay(0.002)
+    wait = run_in_background(echo_job(
+        server.http_endpoint, ECHO_LOG, 1500, parallelism=1, **{
+            "max-retries": "2", "retry-initial-backoff": "20ms", "retry-max-backoff": "50ms"}))
+    kill_after(fault_repository, server, ECHO_LOG, 100)
+    with pytest.raises(Exception) as failure:  # (PyFlink wraps it: check the text)
+        wait(300)
+    message = str(failure.value)
+    assert "Gave up on the request to model 'echo_log'" in message
+    assert f"at {server.http_endpoint} after 3 attempt(s) ('max-retries' = 2)" in message
+    assert "Last cause: Cannot reach the Triton server" in message
+    assert "Connection" in message  # refused or reset
+
+
+def breaker_session(endpoint: str, **options: str):
+    return TritonInference.create(
+        {"endpoint": endpoint, "model-name": ECHO_LOG, "circuit-breaker-enabled": "true",
+         "circuit-breaker-timeout": "2s", "circuit-breaker-half-open-requests": "3",
+         **options}, [("X", "BIGINT")], ("Y", "BIGINT")).open(subtask_index=0)
+
+
+def test_the_breaker_stops_connection_attempts_during_an_outage_and_closes_after_it(
+        server, http_proxy):
+    session = breaker_session(http_proxy.http_endpoint)
+    breaker = session._records.guard.breaker
+    try:
+        assert [session.infer([x]) for x in range(20)] == list(range(1, 21))
+        server.kill()
+        failures = 0
+        while breaker.state is BreakerState.CLOSED:
+            with pytest.raises(TritonRequestError, match="Cannot reach"):
+                session.infer([failures])
+            failures += 1
+        assert failures == 20  # 20 failed of 40 counted: the threshold of 0.5
+        before = http_proxy.snapshot()
+        for x in range(200):
+            with pytest.raises(TritonCircuitOpenError, match=r"circuit breaker .* is open"):
+                session.infer([x])
+        assert (http_proxy.snapshot() - before).connections == 0, \
+            "records reached the dead port while the breaker was open"
+
+        server.start()
+        time.sleep(2.1)  # circuit-breaker-timeout
+        before = http_proxy.snapshot()
+        assert [session.infer([x]) for x in range(3)] == [1, 2, 3]  # the 3 trials
+        assert breaker.state is BreakerState.CLOSED
+        assert (http_proxy.snapshot() - before).connections >= 1
+        assert [session.infer([x]) for x in range(100)] == list(range(1, 101))
+    finally:
+        session.close()
+
+
+def test_failed_health_probes_open_the_breaker_without_any_record(server, http_proxy):
+    session = breaker_session(http_proxy.http_endpoint, **{
+        "health-check-enabled": "true", "health-check-interval": "50ms"})
+    records = session._records
+    try:
+        assert session.infer([1]) == 2
+        server.kill()
+        deadline = time.monotonic() + 10
+        while records.guard.breaker.state is not BreakerState.OPEN:
+            assert time.monotonic() < deadline, "probes did not open the breaker"
+            time.sleep(0.05)
+        assert records.health.healthy is False
+        with pytest.raises(TritonCircuitOpenError):
+            session.infer([2])
+        server.start()
+        deadline = time.monotonic() + 10
+        while not records.health.healthy:
+            assert time.monotonic() < deadline, "probes did not see the server back"
+            time.sleep(0.05)
+        time.sleep(2.1)  # probes alone never close it: trials do
+        assert records.guard.breaker.state is not BreakerState.CLOSED
+        assert [session.infer([x]) for x in range(3)] == [1, 2, 3]
+        assert records.guard.breaker.state is BreakerState.CLOSED
+    finally:
+        session.close()
+
+
+def test_a_job_with_the_breaker_stops_reaching_the_dead_port(server, fault_repository,
+                                                             http_proxy):
+    """In a real job: after the kill, the breaker opens after 50 failed records (half of the
+    last 100), and the 1000+ records after them make no connection attempt."""
+    fault_repository.set_delay(0.002)
+    wait = run_in_background(echo_job(http_proxy.http_endpoint, ECHO_LOG, 1500, parallelism=1,
+                                      **{"circuit-breaker-enabled": "true",
+                                         "circuit-breaker-timeout": "1h",
+                                         "default-value": "-1"}))
+    kill_after(fault_repository, server, ECHO_LOG, 300)
+    at_kill = http_proxy.snapshot()
+    results = wait(300)
+    during_outage = http_proxy.snapshot() - at_kill
+    fell_back = sum(1 for _, y in results if y == -1)
+    assert len(results) == 1500 and fell_back >= 1000
+    # At most one connection attempt per failed record until the breaker opens (50 records;
+    # the first failures may come on the connection open at the kill).
+    assert during_outage.connections <= 50, during_outage
