@@ -249,3 +249,27 @@ def test_a_job_with_the_breaker_stops_reaching_the_dead_port(server, fault_repos
     # At most one connection attempt per failed record until the breaker opens (50 records;
     # the first failures may come on the connection open at the kill).
     assert during_outage.connections <= 50, during_outage
+
+
+def test_record_timeout_bounds_a_record_with_all_its_attempts(server, fault_repository):
+    """A server that answers after 2 s, 'timeout' 300 ms, 'max-retries' 100: without a bound
+    the record would take ~30 s; 'record-timeout' = 1 s ends it after about 1 s."""
+    session = TritonInference.create(
+        {"endpoint": server.http_endpoint, "model-name": ECHO_LOG, "timeout": "300ms",
+         "max-retries": "100", "retry-initial-backoff": "50ms", "retry-max-backoff": "100ms",
+         "record-timeout": "1s"}, [("X", "BIGINT")], ("Y", "BIGINT")).open(subtask_index=0)
+    try:
+        fault_repository.set_delay(2.0)
+        started = time.monotonic()
+        with pytest.raises(TritonRequestError) as failure:
+            session.infer([1])
+        elapsed = time.monotonic() - started
+        fault_repository.set_delay(0)
+        assert 0.9 <= elapsed <= 1.5, elapsed
+        message = str(failure.value)
+        assert "Gave up on the request to model 'echo_log'" in message
+        assert "'record-timeout'" in message
+        assert "no answer within the timeout of" in message  # each attempt's own bound
+    finally:
+        fault_repository.set_delay(0)
+        session.close()

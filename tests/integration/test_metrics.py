@@ -41,7 +41,7 @@ def test_the_metrics_of_every_mode_are_visible_from_a_job(triton):
     create_model(t_env, "f_refused", {
         "endpoint": triton.http_endpoint, "model-name": "my_stateful_model",
         "sequence-id": "never-started", "default-value": "refused",
-        "circuit-breaker-enabled": "true"})
+        "circuit-breaker-enabled": "true", "max-retries": "3"})
     statements = t_env.create_statement_set()
     for function, column in [("f_sync", "CAST(id AS DOUBLE)"), ("f_async", "CAST(id AS DOUBLE)"),
                              ("f_vectorized", "CAST(id AS DOUBLE)"), ("f_sequences", "id"),
@@ -76,5 +76,6 @@ def test_the_metrics_of_every_mode_are_visible_from_a_job(triton):
     refused = _function_metrics(snapshot, "f_refused_ids")
     assert {k: refused[k] for k in COUNTERS} == {
         "requests": ROWS, "successes": 0, "failures": ROWS, "retries": 0, "fallbacks": ROWS}
-    # A 400 is an answer, not an outage: the breaker stays closed.
+    # A 400 ("must specify the START flag") is never retried, with the same sequence ID or any
+    # other; and it is an answer, not an outage: the breaker stays closed.
     assert refused["circuitBreakerState"] == [0, 0]
