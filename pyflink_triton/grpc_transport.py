@@ -37,7 +37,8 @@ _UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",
 # gRPC reports a failed TLS handshake as UNAVAILABLE, e.g. "failed to connect to all addresses;
 # last error: UNKNOWN: ipv4:127.0.0.1:443: Ssl handshake failed (TSI_PROTOCOL_FAILURE):
 # SSL_ERROR_SSL: error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED".
-_TLS_FAILURE = re.compile(r"ssl|certificate|handshake", re.IGNORECASE)
+# Not "handshake" alone: "tcp handshaker shutdown" is a connection attempt cut short.
+_TLS_FAILURE = re.compile(r"\bssl|certificate|\btsi_|\btls", re.IGNORECASE)
 _OPENSSL_REASON = re.compile(r"OPENSSL_internal:([A-Z0-9_]+)")
 # What gRPC says when the answer is an HTTP status instead of a gRPC one (a proxy's answer).
 _GATEWAY_STATUS = re.compile(r"Received http2 header with status: (\d{3})")
@@ -93,7 +94,8 @@ class _KServeGrpc:
                timeout: float | None = None) -> TritonRequestError:
         status = str(error.status() or "")
         message = error.message() or ""
-        if status == "StatusCode.UNAVAILABLE" and _TLS_FAILURE.search(message):
+        if (self.endpoint.use_tls and status == "StatusCode.UNAVAILABLE"
+                and _TLS_FAILURE.search(message)):
             return tls_error(self.endpoint, model, _tls_reason(message))
         gateway = _GATEWAY_STATUS.search(message)
         if gateway and status in ("StatusCode.INTERNAL", "StatusCode.UNKNOWN"):

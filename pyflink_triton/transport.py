@@ -9,8 +9,9 @@ the sequence fields) and gives back the output tensors as numpy arrays. Four exi
 - ``grpc_transport``: KServe v2 over gRPC (tritonclient's sync and ``aio`` clients, one
   HTTP/2 channel multiplexing the requests in flight).
 
-Whatever the protocol, failures become :class:`TritonConnectionError` or
-:class:`TritonServerError` whose messages name the model and the (redacted) endpoint.
+Whatever the protocol, failures become :class:`TritonConnectionError`, :class:`TritonTlsError`
+(a TLS handshake refused: never retried) or :class:`TritonServerError`, whose messages name the
+model and the (redacted) endpoint. The TLS settings come from ``tls``, once per transport.
 """
 
 from __future__ import annotations

@@ -111,8 +111,8 @@ GRPC_WRONG_NAME = ("failed to connect to all addresses; last error: UNKNOWN: "
                    "ipv4:127.0.0.1:443: Peer name 127.0.0.1 is not in peer certificate")
 
 
-def grpc_error(status: str, message: str):
-    grpc = _KServeGrpc(GRPC_ENDPOINT, timedelta(seconds=1), {}, None, None)
+def grpc_error(status: str, message: str, endpoint: Endpoint = GRPC_ENDPOINT):
+    grpc = _KServeGrpc(endpoint, timedelta(seconds=1), {}, None, None)
     return grpc._error(MODEL, InferenceServerException(message, f"StatusCode.{status}"))
 
 
@@ -126,11 +126,22 @@ def test_grpc_handshake_failures_are_tls_errors():
     assert "Check that the host in 'endpoint'" in str(wrong_name)
 
 
-def test_grpc_unreachable_without_tls_words_stays_a_connection_error():
-    error = grpc_error("UNAVAILABLE", "failed to connect to all addresses; last error: "
-                                      "UNKNOWN: ipv4:127.0.0.1:1: Failed to connect to remote "
-                                      "host: Connection refused")
+@pytest.mark.parametrize("endpoint", ["grpcs://gateway:443", "grpc://triton:8001"])
+@pytest.mark.parametrize("message", [
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Failed to "
+    "connect to remote host: Connection refused",
+    # Seen when a connection attempt is cut short (a server going away), over plain gRPC.
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:34319: tcp "
+    "handshaker shutdown",
+])
+def test_grpc_unreachable_without_tls_words_stays_a_connection_error(endpoint, message):
+    error = grpc_error("UNAVAILABLE", message, Endpoint.parse(endpoint))
     assert type(error) is TritonConnectionError and error.retryable
+
+
+def test_grpc_tls_words_on_a_plain_endpoint_are_no_tls_error():
+    error = grpc_error("UNAVAILABLE", GRPC_VERIFY_FAILED, Endpoint.parse("grpc://triton:8001"))
+    assert type(error) is TritonConnectionError
 
 
 @pytest.mark.parametrize(("grpc_status", "http_status", "retryable"), [
