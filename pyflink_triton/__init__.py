@@ -15,11 +15,13 @@ Public entry points:
 
 from .datastream import TritonAsyncFunction, TritonMapFunction, async_map, vectorized_map
 from .errors import (
+    TritonCircuitOpenError,
     TritonConfigError,
     TritonConnectionError,
     TritonError,
     TritonRequestError,
     TritonServerError,
+    TritonTlsError,
 )
 from .options import TritonOptions
 from .sql import execute_sql
@@ -35,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TritonAsyncFunction",
     "TritonAsyncScalarFunction",
+    "TritonCircuitOpenError",
     "TritonConfigError",
     "TritonConnectionError",
     "TritonError",
@@ -43,6 +46,7 @@ __all__ = [
     "TritonRequestError",
     "TritonScalarFunction",
     "TritonServerError",
+    "TritonTlsError",
     "TritonVectorizedFunction",
     "async_map",
     "create_model",

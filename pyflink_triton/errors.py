@@ -31,8 +31,9 @@ class TritonConnectionError(TritonRequestError):
 
 
 class TritonTlsError(TritonRequestError):
-    """The TLS handshake failed (certificate not trusted, wrong host name, client certificate
-    missing): sending again cannot help."""
+    """The TLS handshake failed (server certificate not trusted, wrong host name, or a client
+    certificate refused by a server that checks it in the handshake): sending again cannot
+    help. (nginx checks client certificates after the handshake and answers HTTP 400.)"""
 
 
 class TritonServerError(TritonRequestError):

@@ -386,8 +386,10 @@ class TritonOptions:
         "Time between two health probes.", timedelta(seconds=30))
     tls_ca_cert: str | None = _option(
         "tls-ca-cert", parse_text, "a path to a PEM file",
-        "CA certificate(s) to verify an https:// or grpcs:// server with, instead of the "
-        "system's. The file is read in open(), on the machine that runs the function.")
+        "CA certificate(s) to verify an https:// or grpcs:// server with. Unset: the "
+        "system's CAs over HTTP, the roots bundled with grpcio over gRPC. The file is read "
+        "where the function runs (in open(); also at registration when the columns are "
+        "taken from the server).")
     tls_client_cert: str | None = _option(
         "tls-client-cert", parse_text, "a path to a PEM file",
         "Client certificate for servers that ask for one (mutual TLS); with "
