@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import secrets
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pyflink
 import pytest
 from pyflink.table.expressions import col
 
-from pyflink_triton import TritonScalarFunction
+from pyflink_triton import TritonScalarFunction, create_model
 from pyflink_triton.errors import TritonError, TritonServerError, TritonTlsError
 from pyflink_triton.inference import TritonInference
 from pyflink_triton.options import TritonOptions
@@ -211,6 +214,32 @@ def test_a_pyflink_job_over_https_with_token_and_ca(gateway, t_env):
     assert sorted((r[0], r[1]) for r in rows) == [(float(i), i + 1.0) for i in range(20)]
     infers = [r for r in gateway.requests_since(mark, "https") if r.uri.endswith("/infer")]
     assert len(infers) == 20 and {(r.status, r.auth) for r in infers} == {(200, "ok")}
+    assert_no_secret(*flink_logs())
+
+
+def test_a_job_whose_token_is_refused_routes_the_rows_and_logs_no_secret(gateway, t_env):
+    """The workers log the fallbacks (a WARNING with the latest failure). A token the gateway
+    takes for reading only: open() reads the model's metadata, then every row fails with a 401
+    that says to check 'auth-token'; no log shows a secret. (A token refused outright fails
+    the job in open().)"""
+    create_model(t_env, "add_one", {**options(gateway, "https"),
+                                    "auth-token": CREDENTIALS.read_only_token,
+                                    "error-fields": "true", "max-retries": "2"},
+                 **ADD_ONE_IO)
+    table = t_env.from_elements([(float(i),) for i in range(10)], ["x"])
+    t_env.create_temporary_view("xs", table)
+
+    rows = list(t_env.execute_sql("SELECT x, add_one(x).ok, add_one(x).error FROM xs").collect())
+
+    assert len(rows) == 10 and all(ok is False and "HTTP 401" in error and "'auth-token'" in error
+                                   for _, ok, error in rows), rows
+    assert_no_secret(*(error for _, _, error in rows), *flink_logs())
+
+
+def flink_logs() -> list[str]:
+    """The JVM's log files, where PyFlink's workers log (in process mode)."""
+    directory = Path(os.environ.get("FLINK_LOG_DIR") or Path(pyflink.__file__).parent / "log")
+    return [path.read_text(errors="replace") for path in directory.glob("*.log")]
 
 
 # --- clear errors, not retried -----------------------------------------------------------------
