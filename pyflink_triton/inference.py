@@ -315,53 +315,69 @@ class BatchInferenceSession:
         ``nulls``: per column, a mask of its NULL values (None: no NULLs). Returns one
         sequence per result field (the outputs, then ok and error with 'error-fields'); a
         row skipped for a NULL has None in every field."""
-        records = self._records
         rows = len(columns[0]) if columns else 0
-        masks = [m for m in nulls if m is not None and m.any()]
-        null_rows = np.logical_or.reduce(masks) if masks else None
-        failures: list[tuple[np.ndarray, TritonRequestError]] = []
-        if null_rows is not None and not records.skip_nulls:
-            first = int(np.flatnonzero(null_rows)[0])
-            error = records.null_error([
-                codec.column.name for codec, mask in zip(records.bound.inputs, nulls,
-                                                         strict=False)
-                if mask is not None and mask[first]])
-            records.failed(error, int(null_rows.sum()))  # (raises without a fallback)
-            failures.append((np.flatnonzero(null_rows), error))
+        null_rows, failures = self._null_rows(nulls)
         indices = np.arange(rows) if null_rows is None else np.flatnonzero(~null_rows)
         chunks, in_order = self._chunks(columns, indices)
         outcomes = self._loop.run_until_complete(self._send_all(columns, chunks))
-        results = [r for r in outcomes if not isinstance(r, TritonRequestError)]
-        outputs = range(len(records.bound.outputs))
+        answered = [o for o in outcomes if not isinstance(o, TritonRequestError)]
+        if in_order and len(answered) == len(chunks) and len(indices) == rows:
+            return self._concatenated(answered, rows)  # the common case: all sent, in order
+        failures += [(c, o) for c, o in zip(chunks, outcomes, strict=True)
+                     if isinstance(o, TritonRequestError)]
+        return self._merged(rows, [(c, o) for c, o in zip(chunks, outcomes, strict=True)
+                                   if not isinstance(o, TritonRequestError)], failures)
+
+    def _null_rows(self, nulls: Sequence[np.ndarray | None]
+                   ) -> tuple[np.ndarray | None, list[tuple[np.ndarray, TritonRequestError]]]:
+        """The mask of rows with a NULL input (None: none), and those rows as failures unless
+        they are skipped ('null-input'); raises without a fallback."""
+        records = self._records
+        masks = [m for m in nulls if m is not None and m.any()]
+        if not masks:
+            return None, []
+        null_rows = np.logical_or.reduce(masks)
+        if records.skip_nulls:
+            return null_rows, []
+        first = int(np.flatnonzero(null_rows)[0])
+        error = records.null_error([
+            codec.column.name for codec, mask in zip(records.bound.inputs, nulls, strict=False)
+            if mask is not None and mask[first]])
+        records.failed(error, int(null_rows.sum()))
+        return null_rows, [(np.flatnonzero(null_rows), error)]
+
+    def _concatenated(self, answered: list[list[Sequence[Any]]],
+                      rows: int) -> list[Sequence[Any]]:
+        outputs = range(len(self._records.bound.outputs))
         merged: list[Sequence[Any]]
-        if in_order and len(results) == len(chunks) and len(indices) == rows:
-            # The common case: every row sent, in order, and answered.
-            if len(results) == 1:
-                merged = list(results[0])
-            elif all(isinstance(r[i], np.ndarray) for r in results for i in outputs):
-                merged = [np.concatenate([r[i] for r in results]) for i in outputs]
-            else:
-                merged = [[v for r in results for v in r[i]] for i in outputs]
-            if records.results.error_fields:
-                merged += [np.ones(rows, dtype=bool), [None] * rows]
-            return merged
-        merged = [[None] * rows for _ in range(len(records.results.field_names or [0]))]
-        for chunk, outcome in zip(chunks, outcomes, strict=True):
-            if isinstance(outcome, TritonRequestError):
-                failures.append((chunk, outcome))
-                continue
-            for i in outputs:
-                column = merged[i]
-                for row, value in zip(chunk.tolist(), outcome[i], strict=True):
+        if len(answered) == 1:
+            merged = list(answered[0])
+        elif all(isinstance(r[i], np.ndarray) for r in answered for i in outputs):
+            merged = [np.concatenate([r[i] for r in answered]) for i in outputs]
+        else:
+            merged = [[v for r in answered for v in r[i]] for i in outputs]
+        if self._records.results.error_fields:
+            merged += [np.ones(rows, dtype=bool), [None] * rows]
+        return merged
+
+    def _merged(self, rows: int, answered: list[tuple[np.ndarray, list[Sequence[Any]]]],
+                failures: list[tuple[np.ndarray, TritonRequestError]]) -> list[Sequence[Any]]:
+        """Each row's values put back in its place: answered, failed (fallback) or skipped."""
+        results = self._records.results
+        merged: list[list[Any]] = [[None] * rows
+                                   for _ in range(len(results.field_names or [None]))]
+        for chunk, columns in answered:
+            for column, values in zip(merged, columns, strict=False):
+                for row, value in zip(chunk.tolist(), values, strict=True):
                     column[row] = value
-            if records.results.error_fields:
+            if results.error_fields:
                 for row in chunk.tolist():
                     merged[-2][row] = True
         for chunk, error in failures:
             for row in chunk.tolist():
-                for i, value in enumerate(records.results.failed_values()):
-                    merged[i][row] = value
-                if records.results.error_fields:
+                for column, value in zip(merged, results.failed_values(), strict=False):
+                    column[row] = value
+                if results.error_fields:
                     merged[-2][row], merged[-1][row] = False, str(error)
         return merged
 

@@ -32,6 +32,8 @@ from pyflink_triton.resilience import Admission, BreakerState, CircuitBreaker
 from pyflink_triton.sequence import SequenceParams
 from pyflink_triton.transport import InferRequest, ModelRef
 
+from fake_clock import FakeClock
+
 ENDPOINT = "http://triton:8000"
 MODEL = ModelRef("resnet")
 ALMOST_ONE = math.nextafter(1.0, 0.0)
@@ -41,17 +43,6 @@ BREAKER = {"circuit-breaker-enabled": "true"}
 
 
 # --- fakes ---------------------------------------------------------------------------------------
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
 
 class Response:
     def as_numpy(self, name: str) -> np.ndarray | None:

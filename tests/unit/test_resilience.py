@@ -28,19 +28,10 @@ from pyflink_triton.resilience import (
     RetryPolicy,
 )
 
+from fake_clock import FakeClock
+
 BASE = {"endpoint": "localhost:8000", "model-name": "m"}
 ALMOST_ONE = math.nextafter(1.0, 0.0)  # the largest value random.random() can return
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def options(**extra: str) -> TritonOptions:
