@@ -16,6 +16,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pyflink.common import Row
@@ -74,7 +75,7 @@ class ResultPolicy:
     def handles_failures(self) -> bool:
         return self.default is not None or self.error_fields
 
-    @property
+    @cached_property  # (read for every record)
     def field_names(self) -> list[str] | None:
         """The fields of a ROW result, or None when the result is a single value."""
         names = [c.name for c in self.outputs]

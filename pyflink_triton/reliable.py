@@ -44,8 +44,8 @@ class RequestGuard:
         self.breaker = CircuitBreaker.from_options(options, clock)
         self.endpoint = options.endpoint
         self.metrics = metrics
-        self._clock = clock
-        self._uniform = uniform
+        self.clock = clock
+        self.uniform = uniform
         if self.breaker is not None:
             breaker = self.breaker
             metrics.gauge("circuitBreakerState", lambda: int(breaker.state))
@@ -97,7 +97,7 @@ class _Run:
                 metrics.failures.inc()
                 raise self._breaker_open(breaker, admission)
             self.admission = admission
-        self.attempts = Attempts(guard.policy, guard._clock(), guard._uniform)
+        self.attempts = Attempts(guard.policy, guard.clock(), guard.uniform)
         self._started: float | None = None  # while an attempt is out
         self._outcome_recorded = False
 
@@ -112,7 +112,7 @@ class _Run:
             breaker.release(self.admission)
 
     def next_attempt(self) -> InferRequest:
-        now = self.guard._clock()
+        now = self.guard.clock()
         timeout = self.attempts.start(now)
         self._started = now
         self.guard.metrics.in_flight += 1
@@ -124,7 +124,7 @@ class _Run:
         assert self._started is not None
         metrics = self.guard.metrics
         metrics.in_flight -= 1
-        metrics.latency_ms.update(int((self.guard._clock() - self._started) * 1000))
+        metrics.latency_ms.update(int((self.guard.clock() - self._started) * 1000))
         self._started = None
 
     def succeeded(self) -> None:
@@ -142,7 +142,7 @@ class _Run:
         """The wait before the next attempt; raises the record's error when it gives up."""
         self._attempt_done()
         guard, attempts = self.guard, self.attempts
-        wait = attempts.wait_before_retry(error, guard._clock())
+        wait = attempts.wait_before_retry(error, guard.clock())
         if wait is not None and guard.breaker is not None and guard.breaker.open_for():
             wait, attempts.gave_up_because = None, "the circuit breaker opened meanwhile"
         if wait is not None:
@@ -176,7 +176,8 @@ class _Run:
 class HealthCheck:
     """Probes the server every 'health-check-interval' from a daemon thread: live, and if not
     live, ready. Results go to the breaker (if any) and the ``healthy`` gauge; changes are
-    logged."""
+    logged. One transport serves all the probes (it reconnects after a failure by itself), so a
+    probe costs no new channel, TLS handshake or certificate file read."""
 
     def __init__(self, options: TritonOptions, breaker: CircuitBreaker | None,
                  metrics: InferenceMetrics, name: str) -> None:
@@ -186,6 +187,7 @@ class HealthCheck:
         self._options = dataclasses.replace(options, timeout=timedelta(seconds=probe_timeout))
         self._breaker = breaker
         self._model = ModelRef(options.model_name, options.model_version)
+        self._transport: Transport | None = None  # made by the first probe
         self.healthy: bool | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"triton-health-{name}",
@@ -203,21 +205,31 @@ class HealthCheck:
         self._stopped.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+        if not self._thread.is_alive():  # (else the thread closes it as it ends)
+            self._close_transport()
 
     def probe(self) -> bool:
         """One probe; True when the server is live (or, failing that, ready)."""
         try:
-            transport = connect(self._options)
-        except TritonRequestError:
-            return False
-        try:
+            if self._transport is None:
+                self._transport = connect(self._options)
+            transport = self._transport
             return transport.server_live(self._model) or transport.server_ready(self._model)
         except TritonRequestError:
             return False
-        finally:
+
+    def _close_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
             transport.close()
 
     def _run(self) -> None:
+        try:
+            self._probe_until_stopped()
+        finally:
+            self._close_transport()
+
+    def _probe_until_stopped(self) -> None:
         while not self._stopped.wait(self.interval):
             healthy = self.probe()
             if healthy != self.healthy:

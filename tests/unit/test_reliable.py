@@ -632,10 +632,17 @@ def test_a_cancelled_trial_does_not_wedge_the_breaker(clock):
 
 # --- HealthCheck ---------------------------------------------------------------------------------
 
+Answers = Callable[[], tuple[bool | Exception, bool | Exception]]
+
+
 class ProbeTransport:
-    def __init__(self, live: bool | Exception, ready: bool | Exception) -> None:
-        self.live, self.ready = live, ready
+    """Answers each probe (live, then maybe ready) with the next pair of ``answers()``."""
+
+    def __init__(self, answers: Answers) -> None:
+        self.answers = answers
+        self.ready: bool | Exception = False
         self.calls: list[str] = []
+        self.probes = 0
         self.closed = False
 
     def _answer(self, name: str, answer: bool | Exception) -> bool:
@@ -645,7 +652,9 @@ class ProbeTransport:
         return answer
 
     def server_live(self, model: ModelRef) -> bool:
-        return self._answer("live", self.live)
+        self.probes += 1
+        live, self.ready = self.answers()
+        return self._answer("live", live)
 
     def server_ready(self, model: ModelRef) -> bool:
         return self._answer("ready", self.ready)
@@ -657,8 +666,7 @@ class ProbeTransport:
 class FakeConnect:
     """Stands for transport.connect: records the options, hands out ProbeTransports."""
 
-    def __init__(self, answers: Callable[[], tuple[bool | Exception, bool | Exception]]
-                 | Exception) -> None:
+    def __init__(self, answers: Answers | Exception) -> None:
         self.answers = answers
         self.options: list[TritonOptions] = []
         self.transports: list[ProbeTransport] = []
@@ -667,7 +675,7 @@ class FakeConnect:
         self.options.append(options)
         if isinstance(self.answers, Exception):
             raise self.answers
-        transport = ProbeTransport(*self.answers())
+        transport = ProbeTransport(self.answers)
         self.transports.append(transport)
         return transport
 
@@ -692,9 +700,14 @@ def health_check(monkeypatch: pytest.MonkeyPatch, connect: FakeConnect,
 ])
 def test_probe(monkeypatch, live, ready, healthy, calls):
     connect = FakeConnect(lambda: (live, ready))
-    assert health_check(monkeypatch, connect).probe() is healthy
+    check = health_check(monkeypatch, connect)
+    assert check.probe() is healthy
     (transport,) = connect.transports
     assert transport.calls == calls
+    assert check.probe() is healthy  # the same transport serves the next probe
+    assert len(connect.transports) == 1 and transport.calls == calls * 2
+    assert not transport.closed
+    check.stop()
     assert transport.closed
 
 
@@ -794,7 +807,7 @@ def test_health_changes_are_logged_once(monkeypatch, caplog):
         check.start()
         try:
             assert exhausted.wait(10)
-            wait_for(lambda: len(connect.transports) >= 8)
+            wait_for(lambda: connect.transports[0].probes >= 8)
         finally:
             check.stop()
     failed = [r for r in caplog.records if "failed its health probe" in r.getMessage()]
