@@ -10,10 +10,19 @@ Public entry points:
   sync, async and vectorized), :class:`TritonMapFunction` and :class:`TritonAsyncFunction`
   (DataStream; with :func:`async_map`), and :func:`vectorized_map` (a DataStream through the
   vectorized function);
+- :class:`TritonKeyedSequenceFunction` with :func:`keyed_sequence_map`: one long-lived Triton
+  sequence per key of a keyed DataStream, for stateful models;
 - ``python -m pyflink_triton.server`` runs a local Triton.
 """
 
-from .datastream import TritonAsyncFunction, TritonMapFunction, async_map, vectorized_map
+from .datastream import (
+    TritonAsyncFunction,
+    TritonKeyedSequenceFunction,
+    TritonMapFunction,
+    async_map,
+    keyed_sequence_map,
+    vectorized_map,
+)
 from .errors import (
     TritonCircuitOpenError,
     TritonConfigError,
@@ -41,6 +50,7 @@ __all__ = [
     "TritonConfigError",
     "TritonConnectionError",
     "TritonError",
+    "TritonKeyedSequenceFunction",
     "TritonMapFunction",
     "TritonOptions",
     "TritonRequestError",
@@ -51,5 +61,6 @@ __all__ = [
     "async_map",
     "create_model",
     "execute_sql",
+    "keyed_sequence_map",
     "vectorized_map",
 ]

@@ -5,6 +5,11 @@
     async_map(stream, TritonAsyncFunction(options))           # many requests in flight, in order
     vectorized_map(t_env, stream, TritonVectorizedFunction(options))  # batched requests
 
+and, for stateful models, one long-lived Triton sequence per key of a keyed stream:
+
+    keyed_sequence_map(stream.key_by(lambda r: r.device),
+                       TritonKeyedSequenceFunction(options, end_when="is_last"))
+
 An element is the value of the model's single input, or a ``Row``/tuple with one field per
 input column (matched by field name when the Row has names, by position otherwise). A ROW result
 is a ``Row`` with one named field per output column.
@@ -12,13 +17,19 @@ is a ``Row`` with one named field per output column.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 from pyflink.common import Row, Time
-from pyflink.common.typeinfo import TypeInformation, Types
-from pyflink.datastream import AsyncDataStream, DataStream
-from pyflink.datastream.functions import AsyncFunction, MapFunction, RuntimeContext
+from pyflink.common.typeinfo import ExternalTypeInfo, RowTypeInfo, TypeInformation, Types
+from pyflink.datastream import AsyncDataStream, DataStream, KeyedStream
+from pyflink.datastream.functions import (
+    AsyncFunction,
+    KeyedProcessFunction,
+    MapFunction,
+    RuntimeContext,
+)
+from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table.expressions import col
 from pyflink.table.types import (
     ArrayType,
@@ -39,8 +50,14 @@ from pyflink.table.types import (
 )
 
 from .errors import TritonConfigError, TritonRequestError
-from .inference import AsyncInferenceSession, InferenceSession, TritonInference
+from .inference import (
+    AsyncInferenceSession,
+    InferenceSession,
+    KeyedInferenceSession,
+    TritonInference,
+)
 from .options import TritonOptions
+from .sequence import KeySequence
 from .signature import ColumnDeclaration, OutputDeclaration
 from .table import TritonVectorizedFunction
 
@@ -78,11 +95,13 @@ def type_info_for(data_type: DataType) -> TypeInformation:
 class _ElementFunction:
     """What the per-element adapters share: validation, the output type, element -> values."""
 
+    KEYED: ClassVar[bool] = False
+
     def __init__(self, options: Mapping[str, object] | TritonOptions,
                  inputs: Sequence[ColumnDeclaration] | None = None,
                  output: OutputDeclaration | None = None) -> None:
         """Same arguments as :class:`pyflink_triton.TritonScalarFunction`."""
-        self.inference = TritonInference.create(options, inputs, output)
+        self.inference = TritonInference.create(options, inputs, output, keyed=self.KEYED)
         if self.inference.options.null_input == "skip":
             # It would emit null elements, and Flink's DataStream serializers for numbers,
             # arrays and rows reject null (a NullPointerException far from the cause).
@@ -180,3 +199,147 @@ def vectorized_map(t_env: Any, stream: DataStream,
     result = table.select(function.as_udf()(*arguments).alias("result"))
     output_type = type_info_for(function.result_type)
     return t_env.to_data_stream(result).map(lambda row: row[0], output_type=output_type)
+
+
+EndCondition = str | Callable[[Any], bool]
+
+
+class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
+    """One Triton sequence per key of a keyed stream, for stateful models; apply it with
+    :func:`keyed_sequence_map`.
+
+    A key's first record sends START; a record for which ``end_when`` holds sends END (a
+    boolean field of the element's Row, or a predicate on the element; None: never); a key
+    without records for 'sequence-idle-timeout' gets an explicit END from a processing-time
+    timer (repeating its last input, with the request parameter ``sequence_flush`` = true so
+    the model can ignore that input). IDs are ``{sequence-id}-{key}-{incarnation}-{n}``, the
+    incarnation new in every ``open()``. Each key's sequence state lives in Flink keyed state,
+    so it is checkpointed: after a restore a key never resumes the old incarnation's ID, it
+    starts a new sequence, replaying its last 'sequence-replay-records' inputs first.
+
+    With :func:`keyed_sequence_map`, an element that is a ``Row`` with field names comes out as
+    that Row with the result field(s) appended (like Flink's ML_PREDICT); any other element as
+    the result alone.
+    Requests are blocking, one at a time per subtask: a sequence's requests must arrive in
+    order anyway.
+    """
+
+    KEYED = True
+    _STATE = ValueStateDescriptor("triton-sequence", Types.PICKLED_BYTE_ARRAY())
+
+    def __init__(self, options: Mapping[str, object] | TritonOptions,
+                 inputs: Sequence[ColumnDeclaration] | None = None,
+                 output: OutputDeclaration | None = None, *,
+                 end_when: EndCondition | None = None) -> None:
+        super().__init__(options, inputs, output)
+        if end_when is not None and not (isinstance(end_when, str) or callable(end_when)):
+            raise TritonConfigError(
+                f"end_when must be the name of a boolean field of the elements or a predicate "
+                f"on an element, not {end_when!r}.")
+        self._end_when = end_when
+        result = self.inference.result_type
+        self._result_names = list(result.names) if isinstance(result, RowType) else [
+            self.inference.signature.outputs[0].name]
+
+    _session: KeyedInferenceSession | None = None
+    _appends_results = False  # to the element's Row; decided by output_type_for()
+
+    def output_type_for(self, element_type: TypeInformation) -> TypeInformation:
+        """The type of what comes out for elements of ``element_type``, which decides it:
+        named Rows get the result field(s) appended, anything else gives the result alone."""
+        result = type_info_for(self.inference.result_type)
+        if isinstance(element_type, ExternalTypeInfo):  # (what to_data_stream gives)
+            element_type = element_type._type_info
+        self._appends_results = isinstance(element_type, RowTypeInfo)
+        if not self._appends_results:
+            return result
+        names = element_type.get_field_names()
+        clash = sorted(set(names) & set(self._result_names))
+        if clash:
+            raise TritonConfigError(
+                f"The elements' field(s) {clash} have the names of the model's output "
+                f"column(s) {self._result_names}; rename them, or name the output column(s) "
+                "differently (output=...).")
+        results = (list(result.get_field_types()) if isinstance(result, RowTypeInfo)
+                   else [result])
+        return Types.ROW_NAMED([*names, *self._result_names],
+                               [*element_type.get_field_types(), *results])
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._state = runtime_context.get_state(self._STATE)
+        super().open(runtime_context)
+
+    def _open_session(self, subtask_index: int, attempt: int,
+                      metric_group: Any) -> KeyedInferenceSession:
+        return self.inference.open_keyed(subtask_index, attempt, metric_group)
+
+    def process_element(self, value: Any,
+                        ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        assert self._session is not None, "process_element() before open()"
+        timers = ctx.timer_service()
+        before: KeySequence | None = self._state.value()
+        result, after = self._session.infer(
+            before, ctx.get_current_key(), self._arguments(value), self._ends(value),
+            timers.current_processing_time())
+        self._store(before, after, timers)
+        if self._appends_results:
+            fields = result.as_dict() if len(self._result_names) > 1 else {
+                self._result_names[0]: result}
+            yield Row(**value.as_dict(), **fields)
+        else:
+            yield result
+
+    def on_timer(self, timestamp: int,
+                 ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        assert self._session is not None, "on_timer() before open()"
+        timers = ctx.timer_service()
+        before: KeySequence | None = self._state.value()
+        after = self._session.end_if_idle(before, ctx.get_current_key(),
+                                          timers.current_processing_time())
+        self._store(before, after, timers, fired=timestamp)
+        yield from ()
+
+    def _ends(self, value: Any) -> bool:
+        end_when = self._end_when
+        if end_when is None:
+            return False
+        if callable(end_when):
+            return bool(end_when(value))
+        if not (isinstance(value, Row) and getattr(value, "_fields", None)
+                and end_when in value._fields):
+            raise TritonRequestError(
+                f"end_when = {end_when!r} names no field of the element {value!r}; give the "
+                "name of a boolean field of the keyed stream's Rows, or a predicate.")
+        return bool(value[end_when])  # (NULL: not the end)
+
+    def _store(self, before: KeySequence | None, after: KeySequence | None,
+               timers: Any, fired: int | None = None) -> None:
+        """Keep the key's state, and its one idle timer in step with it."""
+        old = before.idle_timer_ms if before is not None else None
+        new = after.idle_timer_ms if after is not None else None
+        if old is not None and old not in (new, fired):
+            timers.delete_processing_time_timer(old)
+        if new is not None and new != old:
+            timers.register_processing_time_timer(new)
+        if after is None:
+            self._state.clear()
+        elif after is not before:
+            self._state.update(after)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()  # (ends the sequences this instance still holds open)
+            self._session = None
+
+
+def keyed_sequence_map(stream: KeyedStream,
+                       function: TritonKeyedSequenceFunction) -> DataStream:
+    """``stream`` (keyed: ``key_by(...)``) through the model, one Triton sequence per key."""
+    if not isinstance(stream, KeyedStream):
+        raise TritonConfigError(
+            "Keyed sequences need a keyed stream: call stream.key_by(<the entity's key>) "
+            "first; the key decides which Triton sequence each element belongs to.")
+    # (get_type() of a KeyedStream is PyFlink's internal (key, element) Row; this is the
+    # elements' own type)
+    element_type = stream._original_data_type_info
+    return stream.process(function, output_type=function.output_type_for(element_type))

@@ -85,7 +85,7 @@ class _KServeGrpc:
             "sequence_id": sequence.sequence_id if sequence else 0,
             "sequence_start": sequence.start if sequence else False,
             "sequence_end": sequence.end if sequence else False,
-            "priority": request.priority or 0,
+            "priority": request.priority or 0, "parameters": request.parameters,
             "client_timeout": request.timeout or self._timeout,
             "headers": self._headers, "compression_algorithm": self._compression,
         }

@@ -77,7 +77,7 @@ class _KServeHttp:
             sequence_id=sequence.sequence_id if sequence else 0,
             sequence_start=sequence.start if sequence else False,
             sequence_end=sequence.end if sequence else False,
-            priority=request.priority or 0)
+            priority=request.priority or 0, parameters=request.parameters)
         headers = {"Content-Type": "application/octet-stream"}
         if json_size is not None:
             headers["Inference-Header-Content-Length"] = str(json_size)

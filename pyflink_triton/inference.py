@@ -8,7 +8,9 @@ the codecs checked against the model the server serves:
 - :class:`InferenceSession`: one blocking request per record (``mode`` sync);
 - :class:`AsyncInferenceSession`: one request per record, awaited, many in flight (async);
 - :class:`BatchInferenceSession`: columns of many records, sent as requests of up to the
-  model's ``max_batch_size`` rows with bounded concurrency (vectorized).
+  model's ``max_batch_size`` rows with bounded concurrency (vectorized);
+- :class:`KeyedInferenceSession`: one blocking request per record, in the record's key's
+  long-lived sequence (keyed sequences; the key's state is kept by the caller, in Flink).
 
 Every session sends through a :class:`~pyflink_triton.reliable.RequestGuard` (retries, circuit
 breaker, metrics) and turns a record whose request failed for good into its result with the
@@ -35,7 +37,17 @@ from .fallback import ResultPolicy
 from .metrics import InferenceMetrics
 from .options import VECTORIZED_SEQUENCE_ERROR, TritonOptions
 from .reliable import HealthCheck, RequestGuard
-from .sequence import SequenceIdGenerator, SequencePolicy
+from .sequence import (
+    KeyedSequencePolicy,
+    KeyedSequences,
+    KeySequence,
+    RecordPlan,
+    Send,
+    SequenceIdGenerator,
+    SequenceParams,
+    SequencePolicy,
+    new_incarnation,
+)
 from .signature import BoundSignature, ColumnDeclaration, ModelSignature, OutputDeclaration
 from .transport import (
     AsyncTransport,
@@ -61,13 +73,16 @@ class TritonInference:
     @classmethod
     def create(cls, options: Mapping[str, object] | TritonOptions,
                inputs: Sequence[ColumnDeclaration] | None = None,
-               output: OutputDeclaration | None = None) -> TritonInference:
-        """Validate everything that can be validated at registration.
+               output: OutputDeclaration | None = None, *,
+               keyed: bool = False) -> TritonInference:
+        """Validate everything that can be validated at registration. ``keyed``: for a
+        keyed-sequence function, whose sequence options differ.
 
         Columns whose types are not declared are looked up in the model's metadata on the
         server, so the server must be reachable then; declared columns need no server.
         """
         parsed = options if isinstance(options, TritonOptions) else TritonOptions.from_dict(options)
+        parsed.check_sequence_scope(keyed)
         model = ModelRef(parsed.model_name, parsed.model_version)
 
         def fetch_served() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,13 +114,8 @@ class TritonInference:
              metric_group: Any | None = None) -> InferenceSession:
         """Connect, check the signature against the served model, start the ID counter.
         ``metric_group``: Flink's metric group of the function, to report metrics in."""
-        transport = connect(self.options)
-        try:
-            records = self._records(transport, subtask_index, attempt, "sync", metric_group)
-        except BaseException:
-            transport.close()
-            raise
-        return InferenceSession(records, transport)
+        return InferenceSession(*self._connected_records(subtask_index, attempt, "sync",
+                                                         metric_group))
 
     def open_async(self, subtask_index: int, attempt: int = 0,
                    metric_group: Any | None = None) -> AsyncInferenceSession:
@@ -124,6 +134,25 @@ class TritonInference:
             records, connect_async(self.options, self.options.max_concurrent_requests),
             self.options)
 
+    def open_keyed(self, subtask_index: int, attempt: int = 0,
+                   metric_group: Any | None = None) -> KeyedInferenceSession:
+        """As :meth:`open`, for keyed sequences: also checks that the model is stateful and
+        draws this open()'s incarnation."""
+        records, transport = self._connected_records(subtask_index, attempt, "keyed",
+                                                     metric_group)
+        assert records.keyed is not None
+        return KeyedInferenceSession(records, transport, records.keyed)
+
+    def _connected_records(self, subtask_index: int, attempt: int, mode: str,
+                           metric_group: Any | None) -> tuple[RecordCodec, Transport]:
+        """The records of a blocking session, and the transport it keeps."""
+        transport = connect(self.options)
+        try:
+            return self._records(transport, subtask_index, attempt, mode, metric_group), transport
+        except BaseException:
+            transport.close()
+            raise
+
     def _checked_records(self, subtask_index: int, attempt: int, mode: str,
                          metric_group: Any | None) -> RecordCodec:
         transport = connect(self.options)  # a blocking one for the checks: open() is not async
@@ -136,21 +165,27 @@ class TritonInference:
                  mode: str, metric_group: Any | None) -> RecordCodec:
         # Fetched anew by every open(): the served model may have changed since registration
         # (or since the last attempt).
-        bound = self.signature.bind(self.model, transport.model_metadata(self.model),
-                                    transport.model_config(self.model), self.options)
+        config = transport.model_config(self.model)
+        bound = self.signature.bind(self.model, transport.model_metadata(self.model), config,
+                                    self.options)
         sequence_ids = SequencePolicy.from_options(self.options).for_subtask(subtask_index)
+        keyed = None
+        if mode == "keyed":
+            keyed = KeyedSequencePolicy.for_model(self.options, self.model.name, config
+                                                  ).for_incarnation(new_incarnation())
         metrics = InferenceMetrics(metric_group)
         metrics.gauge("sequenceCounter", lambda: sequence_ids.issued)
         guard = RequestGuard(self.options, metrics)
         log.info("Triton model %s at %s (%s, %s): subtask %d, attempt %d, %s; %s; %s",
                  self.model, self.options.endpoint, self.options.effective_protocol, mode,
-                 subtask_index, attempt, sequence_ids.describe(), guard.describe(),
-                 self.signature.describe())
+                 subtask_index, attempt,
+                 sequence_ids.describe() if keyed is None else keyed.describe(),
+                 guard.describe(), self.signature.describe())
         health = None
         if self.options.health_check_enabled:
             health = HealthCheck(self.options, guard.breaker, metrics,
                                  f"{self.model.name}-{subtask_index}").start()
-        return RecordCodec(self, bound, sequence_ids, guard, health)
+        return RecordCodec(self, bound, sequence_ids, guard, health, keyed)
 
 
 class RecordCodec:
@@ -159,10 +194,11 @@ class RecordCodec:
 
     def __init__(self, inference: TritonInference, bound: BoundSignature,
                  sequence_ids: SequenceIdGenerator, guard: RequestGuard,
-                 health: HealthCheck | None) -> None:
+                 health: HealthCheck | None, keyed: KeyedSequences | None = None) -> None:
         self.model = inference.model
         self.bound = bound
         self.sequence_ids = sequence_ids
+        self.keyed = keyed
         self.guard = guard
         self.health = health
         self.results = inference.results
@@ -172,8 +208,12 @@ class RecordCodec:
         self._unlogged_failures = 0
         self._failure_logged_at = -_FAILURE_LOG_INTERVAL
 
-    def request(self, values: Sequence[Any]) -> InferRequest | None:
-        """The request for one record, or None for a record that is skipped (a NULL)."""
+    def request(self, values: Sequence[Any], sequence: SequenceParams | None = None,
+                parameters: Mapping[str, bool | int | str] | None = None
+                ) -> InferRequest | None:
+        """The request for one record, or None for a record that is skipped (a NULL).
+        ``sequence``: the record's sequence fields when the caller decides them (keyed
+        sequences); otherwise the record draws them from the subtask's sequence IDs."""
         inputs = self.bound.inputs
         if len(values) != len(inputs):
             raise TritonRequestError(
@@ -187,8 +227,9 @@ class RecordCodec:
         with self.naming_the_model():
             tensors = [codec.encode(value) for codec, value in zip(inputs, values, strict=True)]
         # Drawn after encoding, so a record that cannot be encoded uses up no ID.
-        return InferRequest(self.model, tensors, self.outputs, self.sequence_ids.next(),
-                            self.priority)
+        return InferRequest(self.model, tensors, self.outputs,
+                            sequence or self.sequence_ids.next(), self.priority,
+                            parameters=parameters)
 
     def result(self, response: InferResponse) -> Any:
         """The record's result: the output column's value, or a ``Row`` of them."""
@@ -284,6 +325,148 @@ class AsyncInferenceSession:
     async def close(self) -> None:
         self.stop()
         await self._transport.close()
+
+
+class _StaleReplay(Exception):
+    """An input kept in a key's state no longer encodes for the served model."""
+
+    def __init__(self, error: TritonRequestError) -> None:
+        self.error = error
+
+
+# The request parameters of a keyed sequence's requests that no record asked for. An idle END
+# repeats the key's last input only because a request needs inputs: a model should end the
+# sequence without using it. A replayed input warms up a restarted sequence: a model uses it
+# as any input, but may skip side effects (its answer is dropped).
+FLUSH_PARAMETER = "sequence_flush"
+REPLAY_PARAMETER = "sequence_replay"
+
+
+class KeyedInferenceSession:
+    """Blocking requests in each key's own long-lived sequence (not thread-safe).
+
+    The caller keeps each key's :class:`KeySequence` (Flink keyed state) and passes it in;
+    every call returns the state to store. Decisions come from :class:`KeyedSequences`.
+    The session also remembers which keys it holds a sequence open for, because
+    :meth:`close` ends them: when the input ends, Flink drops pending processing-time timers,
+    so idle ENDs would never come.
+    """
+
+    def __init__(self, records: RecordCodec, transport: Transport,
+                 sequences: KeyedSequences) -> None:
+        self._records = records
+        self._transport = transport
+        self.sequences = sequences
+        self.started = self.restarted = self.replayed = self.idle_ends = 0
+        self._open: dict[str, tuple[Any, KeySequence]] = {}  # by sequence ID
+        metrics = records.guard.metrics
+        for name, value in (("sequencesStarted", lambda: self.started),
+                            ("sequencesRestarted", lambda: self.restarted),
+                            ("replayedInputs", lambda: self.replayed),
+                            ("idleEnds", lambda: self.idle_ends)):
+            metrics.gauge(name, value)
+
+    def infer(self, state: KeySequence | None, key: Any, values: Sequence[Any], end: bool,
+              now_ms: int) -> tuple[Any, KeySequence | None]:
+        """Send one record of ``key`` (whose stored state is ``state``) in the key's
+        sequence, ending it if ``end``; returns the record's result and the key's new state."""
+        records, sequences = self._records, self.sequences
+        plan = sequences.record(state, key, tuple(values), end, now_ms)
+        try:  # all encoded first: a record that cannot be sent leaves the sequence as it was
+            requests = self._requests(plan)
+        except TritonRequestError as error:
+            return records.failed_result(error), state
+        except _StaleReplay as stale:  # (the model changed since the inputs were kept)
+            assert state is not None
+            log.warning("Not replaying the %d stored input(s) of sequence %s of model %s: "
+                        "%s", plan.replayed, plan.sends[-1].sequence.sequence_id,
+                        records.model, stale.error)
+            return self.infer(sequences.without_replay(state), key, values, end, now_ms)
+        self._count(state, plan)
+        try:
+            for request in requests:
+                response = records.guard.send(self._transport, request)
+            self._track(key, plan)
+            return records.result(response), plan.state
+        except TritonRequestError as error:
+            after = sequences.failed(state, plan)
+            self._open.pop(plan.sends[-1].sequence.sequence_id, None)
+            log.warning("Abandoned sequence %s of model %s after a failed request; the key's "
+                        "next record starts a new one.", plan.sends[-1].sequence.sequence_id,
+                        records.model)
+            return records.failed_result(error), after
+
+    def end_if_idle(self, state: KeySequence | None, key: Any,
+                    now_ms: int) -> KeySequence | None:
+        """At the key's idle timer: END its sequence if it is idle; returns the new state."""
+        plan = self.sequences.idle(state, key, now_ms)
+        if plan is None:
+            return state
+        if plan.end is not None and self._end(plan.end):
+            self.idle_ends += 1
+        return plan.state
+
+    def _end(self, end: Send) -> bool:
+        """Send an END the function decided on (no record asked for it); whether it worked."""
+        self._open.pop(end.sequence.sequence_id, None)
+        try:
+            self._records.guard.send(self._transport, self._request(end))
+            return True
+        except TritonRequestError as error:  # Triton reaps it later, untold: not fatal
+            log.warning("Could not end sequence %s of model %s (Triton drops it after "
+                        "max_sequence_idle_microseconds): %s", end.sequence.sequence_id,
+                        self._records.model, error)
+            return False
+
+    def _track(self, key: Any, plan: RecordPlan) -> None:
+        sequence_id = plan.sends[-1].sequence.sequence_id
+        if plan.state.open:
+            self._open[sequence_id] = (key, plan.state)
+        else:
+            self._open.pop(sequence_id, None)
+
+    def end_open_sequences(self) -> None:
+        """END every sequence this session holds open (at the end of the input)."""
+        if self._open:
+            log.info("Ending %d open sequence(s) of model %s.", len(self._open),
+                     self._records.model)
+        for key, state in list(self._open.values()):
+            plan = self.sequences.idle(state, key, state.last_activity_ms + 2**62)  # (idle)
+            if plan is not None and plan.end is not None:
+                self._end(plan.end)
+
+    def _requests(self, plan: RecordPlan) -> list[InferRequest]:
+        """The plan's requests; raises :class:`_StaleReplay` if a replayed input (kept in
+        state from before) cannot be encoded any more."""
+        requests = []
+        for index, send in enumerate(plan.sends):
+            try:
+                requests.append(self._request(send))
+            except TritonRequestError as error:
+                if index < plan.replayed:
+                    raise _StaleReplay(error) from None
+                raise
+        return requests
+
+    def _request(self, send: Send) -> InferRequest:
+        parameters = ({FLUSH_PARAMETER: True} if send.flush
+                      else {REPLAY_PARAMETER: True} if send.replay else None)
+        request = self._records.request(send.values, send.sequence, parameters)
+        assert request is not None  # ('null-input' = 'skip' is refused for DataStreams)
+        return request
+
+    def _count(self, state: KeySequence | None, plan: RecordPlan) -> None:
+        if plan.sends[0].sequence.start:
+            self.started += 1
+            self.restarted += state is not None and state.replaceable
+            self.replayed += plan.replayed
+
+    def close(self) -> None:
+        try:
+            self.end_open_sequences()
+        finally:
+            self._records.close()
+            self._transport.close()
 
 
 class BatchInferenceSession:

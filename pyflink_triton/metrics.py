@@ -5,7 +5,8 @@ Counters: ``requests`` (records to send, however many attempts each took), ``suc
 breaker), ``retries`` (attempts after the first), ``fallbacks`` (failed records answered by
 'default-value' / 'error-fields').
 Gauges: ``inFlight`` (requests being sent), ``sequenceCounter`` (auto-incremented sequence IDs
-drawn), ``circuitBreakerState`` (0 closed, 1 half-open, 2 open; with the breaker on),
+drawn), ``sequencesStarted``, ``sequencesRestarted``, ``replayedInputs`` and ``idleEnds`` (keyed
+sequences), ``circuitBreakerState`` (0 closed, 1 half-open, 2 open; with the breaker on),
 ``healthy`` (1 when the last health probe passed, 0 when it failed, -1 before the first; with
 health checks on).
 Distribution: ``latencyMs``, the time of each attempt (count, sum, min, max).

@@ -80,6 +80,38 @@ def parse_text(text: str) -> str:
     return text
 
 
+# Triton 2.51 refuses longer string sequence IDs (HTTP 501 / gRPC UNIMPLEMENTED "string
+# correlation ID cannot be longer than 128 characters"; it counts UTF-8 bytes, measured).
+MAX_SEQUENCE_ID_BYTES = 128
+# What auto-increment appends: "-{subtask}-{counter}", a subtask index of at most 5 digits
+# (Flink's largest max parallelism is 32768) and a counter of at most 20 (nano-time: 19).
+AUTO_INCREMENT_SUFFIX_BYTES = 1 + 5 + 1 + 20
+# What a keyed sequence appends: "-{key}-{incarnation}-{n}", at least room for a hashed key
+# (sha256: and 32 hex digits), a 12-hex-digit incarnation and n of at most 20 digits.
+KEYED_SUFFIX_BYTES = 1 + 39 + 1 + 12 + 1 + 20
+
+
+def parse_sequence_id(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the value is empty")
+    if "\0" in text:
+        raise ValueError("Triton cuts a string sequence ID at a NUL character, merging sequences")
+    if len(text.encode()) > MAX_SEQUENCE_ID_BYTES:
+        raise ValueError(f"Triton refuses sequence IDs longer than {MAX_SEQUENCE_ID_BYTES} "
+                         "bytes (UTF-8)")
+    return text
+
+
+def sequence_id_room(base: str, suffix_bytes: int, what: str) -> None:
+    """Raise unless IDs of ``base`` plus up to ``suffix_bytes`` fit Triton's limit."""
+    room = MAX_SEQUENCE_ID_BYTES - suffix_bytes
+    if len(base.encode()) > room:
+        raise TritonConfigError(
+            f"'sequence-id' = '{base}' is {len(base.encode())} bytes; {what} append up to "
+            f"{suffix_bytes} bytes to it, and Triton refuses sequence IDs longer than "
+            f"{MAX_SEQUENCE_ID_BYTES} bytes: use at most {room} bytes.")
+
+
 def parse_endpoint(text: str) -> Endpoint:
     return Endpoint.parse(text)
 
@@ -120,6 +152,8 @@ def parse_choice(*choices: str, what: str) -> Callable[[str], str]:
 
 
 parse_sequence_id_type = parse_choice("string", "uint64", what="sequence ID types")
+parse_counter_init_strategy = parse_choice("zero", "nano-time",
+                                           what="counter initialisation strategies")
 parse_protocol = parse_choice("http", "grpc", what="protocols")
 parse_mode = parse_choice("sync", "async", "vectorized", what="modes")
 
@@ -276,14 +310,23 @@ class TritonOptions:
         "Bound on each HTTP request: connecting, sending and waiting for the answer.",
         timedelta(seconds=30))
     sequence_id: str | None = _option(
-        "sequence-id", parse_text, "a non-empty string",
+        "sequence-id", parse_sequence_id,
+        f"a non-empty string of at most {MAX_SEQUENCE_ID_BYTES} bytes, without NUL",
         "Triton sequence ID sent with every request as the sequence_id parameter; with "
         "sequence-id-auto-increment, the base of the generated IDs.")
     sequence_id_auto_increment: bool = _option(
         "sequence-id-auto-increment", parse_bool, _BOOLEAN,
         "Give every request its own sequence ID {sequence-id}-{subtask-index}-{counter}; the "
-        "counter starts at 0 in open() of each parallel subtask. Requires sequence-id, "
-        "sequence-start = true and sequence-end = true.", False)
+        "counter starts in open() of each parallel subtask (see "
+        "sequence-id-counter-init-strategy). Requires sequence-id, sequence-start = true and "
+        "sequence-end = true.", False)
+    sequence_id_counter_init_strategy: Literal["zero", "nano-time"] = _option(
+        "sequence-id-counter-init-strategy", parse_counter_init_strategy, "zero or nano-time",
+        "Where the auto-increment counter starts in each open(): 'zero' (Flink's Java "
+        "provider; a restarted or resubmitted job sends the same IDs again, each a complete "
+        "one-request sequence) or 'nano-time' (the wall-clock time in nanoseconds, so IDs "
+        "never repeat across failovers and resubmits, in the same format). Needs "
+        "sequence-id-auto-increment.", "zero")
     sequence_id_type: Literal["string", "uint64"] = _option(
         "sequence-id-type", parse_sequence_id_type, "string or uint64",
         "How the sequence ID is sent: as a string, or as an unsigned integer for models whose "
@@ -296,6 +339,18 @@ class TritonOptions:
     sequence_end: bool = _option(
         "sequence-end", parse_bool, _BOOLEAN,
         "Send sequence_end = true with every request (needs sequence-id).", False)
+    sequence_idle_timeout: timedelta | None = _option(
+        "sequence-idle-timeout", parse_positive_duration, _DURATION_TEXT,
+        "Keyed sequences only: a key without records for this long gets an explicit END (a "
+        "Flink processing-time timer), so the model is told and the Triton slot is freed. "
+        "Must be below the model's max_sequence_idle_microseconds, after which Triton drops "
+        "the sequence without telling the model; unset, half of it.")
+    sequence_replay_records: int = _option(
+        "sequence-replay-records", parse_non_negative_int, "a non-negative integer",
+        "Keyed sequences only: keep each key's last N inputs in Flink state and, when the "
+        "key's sequence has to start again (after a failover, or a request that failed for "
+        "good), send them into the new sequence first (outputs discarded), so a model with "
+        "bounded memory resumes in an equivalent state.", 0)
     priority: int | None = _option(
         "priority", parse_non_negative_int, "a non-negative integer",
         "Request priority sent as the priority parameter (0 is the model's default; lower "
@@ -501,6 +556,8 @@ class TritonOptions:
                 raise TritonConfigError(
                     "'sequence-id-auto-increment' = 'true' generates string IDs and cannot be "
                     "combined with 'sequence-id-type' = 'uint64'.")
+            sequence_id_room(self.sequence_id, AUTO_INCREMENT_SUFFIX_BYTES,
+                             "auto-incremented IDs")
             unset = " and ".join(repr(key) for key, value in (
                 ("sequence-start", self.sequence_start), ("sequence-end", self.sequence_end))
                 if not value)
@@ -511,7 +568,11 @@ class TritonOptions:
                     "state for it is uninitialised (Triton rejects the request), and without END "
                     "each request holds a Triton sequence slot until the model's idle timeout, so "
                     "slots run out silently and later requests queue.")
-        elif self.sequence_id is None:
+        elif self._differs_from_default("sequence-id-counter-init-strategy"):
+            raise TritonConfigError(
+                "'sequence-id-counter-init-strategy' has no effect without "
+                "'sequence-id-auto-increment' = 'true'; set it or remove the strategy.")
+        if not self.sequence_id_auto_increment and self.sequence_id is None:
             flags = [k for k, v in (("sequence-start", self.sequence_start),
                                     ("sequence-end", self.sequence_end)) if v]
             if flags:
@@ -551,11 +612,39 @@ class TritonOptions:
                 f"{' and '.join(credentials)} are all sent as the Authorization header; keep "
                 "one of them.")
 
+    def check_sequence_scope(self, keyed: bool) -> None:
+        """Refuse options of the other kind of function: keyed sequences (one sequence per
+        key, opened and ended by the function) versus per-record functions."""
+        if not keyed:
+            keyed_only = [repr(k) for k in _KEYED_ONLY if self._differs_from_default(k)]
+            if keyed_only:
+                raise TritonConfigError(
+                    f"{', '.join(keyed_only)} apply only to keyed sequences "
+                    "(TritonKeyedSequenceFunction on a keyed DataStream); remove them here.")
+            return
+        if self.sequence_id is None:
+            raise TritonConfigError(
+                "Keyed sequences need 'sequence-id': each key's sequence ID is "
+                "{sequence-id}-{key}-{incarnation}-{n}. Set it to a base such as 'sensors'.")
+        sequence_id_room(self.sequence_id, KEYED_SUFFIX_BYTES, "keyed sequences")
+        managed = [repr(k) for k in ("sequence-id-auto-increment", "sequence-start",
+                                     "sequence-end", "sequence-id-type",
+                                     "sequence-id-counter-init-strategy")
+                   if self._differs_from_default(k)]
+        if managed:
+            raise TritonConfigError(
+                f"A keyed-sequence function sends START and END and forms string IDs itself; "
+                f"remove {', '.join(managed)}.")
+        if self.mode not in (None, "sync"):
+            raise TritonConfigError(
+                f"'mode' = '{self.mode}' does not apply to keyed sequences: each subtask sends "
+                "its keys' requests one at a time, in order, as a sequence needs. Remove it.")
+
     def _check_reliability(self) -> None:
         if self.retry_max_backoff < self.retry_initial_backoff:
             raise TritonConfigError(
-                f"'retry-max-backoff' ({_duration(self.retry_max_backoff)}) must be at least "
-                f"'retry-initial-backoff' ({_duration(self.retry_initial_backoff)}).")
+                f"'retry-max-backoff' ({format_duration(self.retry_max_backoff)}) must be at least "
+                f"'retry-initial-backoff' ({format_duration(self.retry_initial_backoff)}).")
         for switch, on, keys in (
                 ("max-retries", self.max_retries > 0,
                  ("retry-initial-backoff", "retry-max-backoff")),
@@ -614,6 +703,9 @@ class TritonOptions:
     __str__ = __repr__
 
 
+_KEYED_ONLY = ("sequence-idle-timeout", "sequence-replay-records")
+
+
 def _fields_with_specs():
     return [(f, f.metadata["spec"]) for f in fields(TritonOptions)]
 
@@ -623,7 +715,7 @@ def option_specs() -> list[OptionSpec]:
     return [spec for _, spec in _fields_with_specs()]
 
 
-def _duration(value: timedelta) -> str:
+def format_duration(value: timedelta) -> str:
     micros = value // timedelta(microseconds=1)
     return f"{micros // 1000} ms" if micros % 1000 == 0 else f"{micros} µs"
 

@@ -60,6 +60,9 @@ class InferRequest:
     sequence: SequenceParams | None = None
     priority: int | None = None
     timeout: float | None = None  # seconds; None: the transport's 'timeout'
+    # Custom request parameters, next to the sequence fields (a model reads them with
+    # request.parameters()); e.g. the flush flag of a keyed sequence's idle END.
+    parameters: Mapping[str, bool | int | str] | None = None
 
 
 class InferResponse(Protocol):

@@ -1,10 +1,12 @@
 """Fault injection on real processes: models that log what reached the server, and a proxy.
 
-``make_fault_repository(dir)`` writes a model repository of two Python-backend models that
-answer ``Y = X + 1`` and log every request they receive (``read_request_log``): ``echo_log``
-(stateless) and ``echo_log_seq`` (sequence batching, string or uint64 correlation IDs). Serve
-it with ``LocalTritonServer``, whose ``kill()`` crashes the server and ``start()`` restarts it on
-the same ports.
+``make_fault_repository(dir)`` writes a model repository of Python-backend models that log
+every request they receive (``read_request_log``, ``FaultRepository.records``): ``echo_log``
+(stateless) and ``echo_log_seq`` (sequence batching, string or uint64 correlation IDs) answer
+``Y = X + 1``; ``running_total`` (sequence batching, 256 open sequences) answers the running sum
+of X per correlation ID (tests/fault_models/running_total.py). Serve it with
+``LocalTritonServer``, whose ``kill()`` crashes the server and ``start()`` restarts it on the
+same ports.
 
 ``CountingProxy`` sits between a client and the server and counts the TCP connections clients
 open, and those it could not forward because the server was down; a test points the client at
@@ -29,6 +31,9 @@ from typing import Any
 FAULT_MODELS = Path(__file__).resolve().parent / "fault_models"
 ECHO_LOG = "echo_log"
 ECHO_LOG_SEQ = "echo_log_seq"
+RUNNING_TOTAL = "running_total"
+# The custom request parameter that marks a request to running_total as a flush (not counted).
+SEQUENCE_FLUSH = "sequence_flush"
 
 _TENSORS = """max_batch_size: 0
 input [ { name: "X" data_type: TYPE_INT64 dims: [ 1 ] } ]
@@ -48,6 +53,24 @@ _SEQUENCE_BATCHING = """sequence_batching {
 }
 """
 
+# running_total: TOTAL (not Y), READY checked, 256 candidate sequences: measured on 2.51 with one
+# instance, 256 sequences can be open (START without END) at once and the 257th START waits in a
+# backlog until one ends or is reaped; 150 open ones cost nothing (p50 ~0.6 ms per request).
+_RUNNING_TOTAL = """max_batch_size: 0
+input [ { name: "X" data_type: TYPE_INT64 dims: [ 1 ] } ]
+output [ { name: "TOTAL" data_type: TYPE_INT64 dims: [ 1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+sequence_batching {
+  max_sequence_idle_microseconds: %d
+  oldest { max_candidate_sequences: 256 }
+  control_input [
+    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },
+    { name: "READY" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] }
+  ]
+}
+"""
+
 RequestLogLine = tuple[Any, int, int]  # (correlation ID, X, tritonserver pid)
 
 
@@ -63,17 +86,27 @@ class FaultRepository:
     def requests(self, model: str) -> list[RequestLogLine]:
         return read_request_log(self.request_log(model))
 
-    def wait_for_requests(self, model: str, count: int, timeout: float = 10.0
-                          ) -> list[RequestLogLine]:
-        """The log once it has ``count`` lines: e.g. to kill the server only after a request
-        has reached the model."""
+    def records(self, model: str) -> list[dict[str, Any]]:
+        """Every line ``model`` logged, as a dict (the fields are each model's: see
+        ``read_request_records`` and tests/fault_models/running_total.py)."""
+        return read_request_records(self.request_log(model))
+
+    def wait_for_records(self, model: str, count: int, timeout: float = 10.0
+                         ) -> list[dict[str, Any]]:
+        """``records(model)`` once it has ``count`` lines."""
         deadline = time.monotonic() + timeout
-        while len(lines := self.requests(model)) < count:
+        while len(lines := self.records(model)) < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{model} logged {len(lines)} requests, not {count}, "
                                    f"within {timeout:g} s: {lines}")
             time.sleep(0.01)
         return lines
+
+    def wait_for_requests(self, model: str, count: int, timeout: float = 10.0
+                          ) -> list[RequestLogLine]:
+        """The log once it has ``count`` lines: e.g. to kill the server only after a request
+        has reached the model."""
+        return [_request_line(r) for r in self.wait_for_records(model, count, timeout)]
 
     @property
     def delay_file(self) -> Path:
@@ -86,39 +119,53 @@ class FaultRepository:
         partial.replace(self.delay_file)  # atomic: a request never reads a half-written file
 
 
-def make_fault_repository(directory: str | os.PathLike[str]) -> FaultRepository:
-    """Write ``echo_log`` and ``echo_log_seq`` under ``directory/models``; their request logs
-    and the delay file go next to it, in ``directory``."""
+def make_fault_repository(directory: str | os.PathLike[str],
+                          running_total_max_idle: float = 5.0) -> FaultRepository:
+    """Write ``echo_log``, ``echo_log_seq`` and ``running_total`` under ``directory/models``;
+    their request logs and the delay file go next to it, in ``directory``.
+    ``running_total_max_idle``: the seconds after which Triton ends (reaps) a running_total
+    sequence that received no request; the model is not told, so its state for the ID stays."""
     repository = FaultRepository(Path(directory).resolve() / "models")
-    for model, extra in ((ECHO_LOG, ""), (ECHO_LOG_SEQ, _SEQUENCE_BATCHING)):
+    running_total = _RUNNING_TOTAL % round(running_total_max_idle * 1_000_000)
+    for model, source, config in ((ECHO_LOG, "echo_log.py", _TENSORS),
+                                  (ECHO_LOG_SEQ, "echo_log.py", _TENSORS + _SEQUENCE_BATCHING),
+                                  (RUNNING_TOTAL, "running_total.py", running_total)):
         version = repository.path / model / "1"
         version.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(FAULT_MODELS / "echo_log.py", version / "model.py")
+        shutil.copyfile(FAULT_MODELS / source, version / "model.py")
         parameters = {"request_log": repository.request_log(model),
                       "delay_file": repository.delay_file}
         # json.dumps quotes a path as a valid protobuf text-format string.
         entries = "".join(f'parameters {{ key: "{key}" value: {{ string_value: '
                           f'{json.dumps(str(path))} }} }}\n' for key, path in parameters.items())
         (repository.path / model / "config.pbtxt").write_text(
-            f'name: "{model}"\nbackend: "python"\n{_TENSORS}{extra}{entries}')
+            f'name: "{model}"\nbackend: "python"\n{config}{entries}')
     repository.set_delay(0)
     return repository
 
 
 def read_request_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every line of a request log: corrid, x, pid, start and end (None on a model without
-    those control inputs), time (the server's clock when the request arrived)."""
+    """Every line of a request log. echo_log's: corrid, x, pid, start and end (None on a model
+    without those control inputs), time (the server's clock when the request arrived);
+    running_total's add flush, total, unknown and open."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:  # the model creates it on load
         return []
-    return [json.loads(line) for line in text.splitlines() if line]
+    # A reader can catch a line while the model is writing it (one write() is atomic for
+    # other writers, not for readers): only complete lines count.
+    complete = text[:text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line]
 
 
 def read_request_log(path: str | os.PathLike[str]) -> list[RequestLogLine]:
     """(correlation ID, X, tritonserver pid) per request received, in arrival order. The ID
     is 0 for a request without one, a str for a string sequence ID, an int for a uint64 one."""
-    return [(r["corrid"], r["x"], r["pid"]) for r in read_request_records(path)]
+    return [_request_line(r) for r in read_request_records(path)]
+
+
+def _request_line(record: dict[str, Any]) -> RequestLogLine:
+    return record["corrid"], record["x"], record["pid"]
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ ALL_KEYS = {
     "tls-client-cert",
     "tls-client-key",
     "tls-verify",
+    # failover sequences (issue 6)
+    "sequence-id-counter-init-strategy",
+    "sequence-idle-timeout",
+    "sequence-replay-records",
 }
 BOOLEAN_KEYS = ["sequence-start", "sequence-end", "sequence-id-auto-increment", "binary-data",
                 "half-precision-inputs", "flatten-batch-dim", "error-fields",

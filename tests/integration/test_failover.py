@@ -1,0 +1,184 @@
+"""Sequences across failover, on a real standalone Flink cluster (JobManager and two
+TaskManagers from the wheel's scripts) and a real tritonserver: a TaskManager running the job
+is killed by PID mid-stream, the job recovers from its last checkpoint, and the exactly-once
+sink holds every source row once. What Triton saw is read from the test models' request logs
+and the server's own log."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faults import ECHO_LOG_SEQ, RUNNING_TOTAL, FaultRepository
+from flink_cluster import FlinkCluster, committed_rows
+from sequence_checks import (
+    assert_no_live_sequences,
+    assert_running_totals,
+    by_sequence,
+    keyed_id_parts,
+)
+
+log = logging.getLogger(__name__)
+JOBS = Path(__file__).resolve().parents[1] / "cluster_jobs"
+sys.path.insert(0, str(JOBS))
+from keyed_totals import ENDS_EVERY, IDLE_KEYS, KEYS, key_of  # noqa: E402
+
+
+def endpoint(server) -> str:
+    return f"http://127.0.0.1:{server.http_port}"
+
+
+def kill_mid_stream(cluster: FlinkCluster, job: str, repository: FaultRepository, model: str,
+                    requests: int) -> None:
+    """Once the model logged ``requests`` requests and a checkpoint completed, SIGKILL the
+    TaskManager running the job (and its Python workers); wait until the job runs again."""
+    repository.wait_for_records(model, requests, timeout=90)
+    cluster.wait_for_checkpoints(job, 1, timeout=60)
+    [victim, *_] = cluster.taskmanagers_of(job)
+    cluster.kill_taskmanager(victim)
+    cluster.wait_for_recovery(job, min_attempt=1, timeout=90)
+    assert cluster.restored_checkpoint(job) is not None, "restarted from a checkpoint"
+
+
+def assert_exactly_once(output: Path, rows: int) -> list[list[str]]:
+    committed = committed_rows(output)
+    counts = Counter(int(row[1] if len(row) == 3 else row[0]) for row in committed)
+    assert sorted(counts) == list(range(1, rows + 1)), "rows in the sink != rows in the source"
+    assert [x for x, n in counts.items() if n > 1] == [], "a row was committed twice"
+    return committed
+
+
+@pytest.mark.parametrize("strategy", ["zero", "nano-time"])
+def test_auto_increment_ids_after_a_taskmanager_is_killed(
+        flink_cluster, server, fault_repository, tmp_path, strategy):
+    rows, base = 2000, f"failover-{strategy}"
+    job = flink_cluster.submit(JOBS / "auto_increment.py", tmp_path / "out", endpoint(server),
+                               base, strategy, rows, 100)
+    kill_mid_stream(flink_cluster, job, fault_repository, ECHO_LOG_SEQ, 400)
+    flink_cluster.wait_for_status(job, "FINISHED", timeout=120)
+
+    committed = assert_exactly_once(tmp_path / "out", rows)
+    assert all(int(y) == int(x) + 1 for x, y in committed)
+    sequences = by_sequence(fault_repository.records(ECHO_LOG_SEQ), base)
+    lines = [line for sequence in sequences.values() for line in sequence]
+    assert all(line["start"] and line["end"] for line in lines), "every request START+END"
+    assert "conflict" not in server.log_text()
+    repeated = {s for s, sequence in sequences.items() if len(sequence) > 1}
+    if strategy == "zero":
+        # The restarted subtasks counted from 0 again: the IDs sent before the kill came
+        # again, each time a complete one-request sequence of its own.
+        assert len(repeated) >= 100, f"only {len(repeated)} IDs were sent twice"
+    else:
+        assert repeated == set(), f"IDs sent twice: {sorted(repeated)[:5]}"
+        starts = {s.rsplit("-", 2)[1]: [] for s in sequences}
+        for s in sequences:
+            starts[s.rsplit("-", 2)[1]].append(int(s.rsplit("-", 1)[1]))
+        assert set(starts) == {"0", "1"}
+
+
+def assert_keyed_failover(sequences: dict[str, list[dict[str, Any]]], base: str,
+                          replay: int) -> tuple[int, int]:
+    """Per key: its sequences in order, each a clean running total from its START; where a
+    new incarnation's sequence replaced an interrupted one, it began as a fresh sequence at the
+    recovery point, warmed up by exactly the key's last ``replay`` inputs before that point
+    (replayed requests carry the ``sequence_replay`` parameter, which the model logs).
+    Returns how many keys' sequences the failover interrupted, and how many of them were
+    warmed up by a replay."""
+    for lines in sequences.values():
+        assert_running_totals(lines)
+        replayed = [line["replay"] for line in lines]
+        assert replayed == sorted(replayed, reverse=True), f"replays not first: {lines}"
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for sequence_id in sorted(sequences, key=lambda s: sequences[s][0]["time"]):
+        by_key[keyed_id_parts(sequence_id, base)[0]].append(sequence_id)
+    interrupted = warmed_up = 0
+    for key, ids in by_key.items():
+        # n grows within an incarnation; a restored state counts on from the checkpoint's n.
+        for incarnation in {keyed_id_parts(s, base)[1] for s in ids}:
+            numbers = [keyed_id_parts(s, base)[2] for s in ids
+                       if keyed_id_parts(s, base)[1] == incarnation]
+            assert numbers == sorted(set(numbers)), f"{key}: {ids}"
+        for old, new in itertools.pairwise(ids):
+            assert sequences[old][-1]["time"] < sequences[new][0]["time"], (old, new)
+            same_incarnation = keyed_id_parts(old, base)[1] == keyed_id_parts(new, base)[1]
+            if same_incarnation or sequences[old][-1]["end"]:
+                assert not sequences[new][0]["replay"], f"replay after an END: {new}"
+                continue
+            interrupted += 1
+            received = [line["x"] for line in sequences[old]]
+            lines = sequences[new]
+            k = sum(line["replay"] for line in lines)
+            replayed, first = [line["x"] for line in lines[:k]], lines[k]["x"]
+            if k == 0:
+                # Nothing to replay (replay 0), or the checkpoint came before ``old`` began:
+                # then its records came again, from the first.
+                assert replay == 0 or first == received[0], (key, received, lines)
+                continue
+            # The checkpointed sequence's last inputs: a stretch of what the old ID received,
+            # ending at the checkpoint; then the first record after it, which the old ID had
+            # received next if the kill came later.
+            cuts = [c for c in range(k, len(received) + 1) if received[c - k:c] == replayed]
+            assert cuts, f"{key}: replayed {replayed} is not a stretch of {received}"
+            assert any(k == min(replay, c) and (c == len(received) or first == received[c])
+                       for c in cuts), (key, received, replayed, first)
+            warmed_up += 1
+    return interrupted, warmed_up
+
+
+@pytest.mark.parametrize("replay", [0, 3])
+def test_keyed_sequences_after_a_taskmanager_is_killed(
+        flink_cluster, server, fault_repository, tmp_path, replay):
+    rows, base = 3000, f"keyed{replay}"
+    job = flink_cluster.submit(JOBS / "keyed_totals.py", tmp_path / "out", endpoint(server),
+                               base, replay, "1 s", rows, 150)
+    kill_mid_stream(flink_cluster, job, fault_repository, RUNNING_TOTAL, 1200)
+    flink_cluster.wait_for_status(job, "FINISHED", timeout=120)
+
+    committed = assert_exactly_once(tmp_path / "out", rows)
+    assert all(key == key_of(int(x)) for key, x, _ in committed)
+    assert flink_cluster.max_attempt(job) == 1, "one restart: no request failed afterwards"
+    server_log = server.log_text()
+    assert "conflict" not in server_log and "START flag" not in server_log
+    records = fault_repository.records(RUNNING_TOTAL)
+    sequences = by_sequence(records, base)
+    assert not any(line.get("unknown") for lines in sequences.values() for line in lines)
+    assert len({keyed_id_parts(s, base)[0] for s in sequences}) == KEYS
+    assert len({keyed_id_parts(s, base)[1] for s in sequences}) >= 3, "incarnations"
+    interrupted, warmed_up = assert_keyed_failover(sequences, base, replay)
+    assert interrupted >= 10, f"only {interrupted} keys' sequences crossed the failover"
+    assert (warmed_up >= interrupted // 2) if replay else warmed_up == 0, (interrupted, warmed_up)
+    log.info("replay %d: %d sequences interrupted by the failover, %d warmed up", replay,
+             interrupted, warmed_up)
+    # Each committed total is what the model answered for that x in the key's sequence.
+    answered = {(line["x"], line["total"]) for lines in sequences.values() for line in lines
+                if not (line["replay"] or line["flush"])}
+    assert all((int(x), int(total)) in answered for _, x, total in committed)
+    # The idle keys' last sequences were ended by their timers (a flush END).
+    for key in (f"k{k}" for k in range(IDLE_KEYS)):
+        last = max((s for s in sequences if keyed_id_parts(s, base)[0] == key),
+                   key=lambda s: sequences[s][-1]["time"])
+        end = sequences[last][-1]
+        assert end["end"] and (end["flush"] or end["x"] % ENDS_EVERY == 0), end
+    # The new incarnations ended their sequences; Triton reaped the killed one's (5 s).
+    assert_no_live_sequences(server.http_port, RUNNING_TOTAL, sequences)
+
+
+def test_a_resubmitted_keyed_job_never_reuses_an_id(flink_cluster, server, fault_repository,
+                                                    tmp_path):
+    base, seen = "resubmitted", []
+    for run in range(2):
+        job = flink_cluster.submit(JOBS / "keyed_totals.py", tmp_path / f"out{run}",
+                                   endpoint(server), base, 0, "1 s", 400, 400)
+        flink_cluster.wait_for_status(job, "FINISHED", timeout=120)
+        sequences = by_sequence(fault_repository.records(RUNNING_TOTAL), base)
+        seen.append(set(sequences) - set().union(*seen))
+        for lines in sequences.values():
+            assert_running_totals(lines)
+            assert lines[-1]["end"]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
