@@ -50,7 +50,8 @@ class TritonServerSetupError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PYFLINK_TRITON_HOME", Path.home() / ".cache" / "pyflink-triton"))
+    # (an empty value counts as unset: it would put the cache in the working directory)
+    return Path(os.environ.get("PYFLINK_TRITON_HOME") or Path.home() / ".cache" / "pyflink-triton")
 
 
 def free_port() -> int:
