@@ -165,9 +165,9 @@ class TritonInference:
                  mode: str, metric_group: Any | None) -> RecordCodec:
         # Fetched anew by every open(): the served model may have changed since registration
         # (or since the last attempt).
+        metadata = transport.model_metadata(self.model)
         config = transport.model_config(self.model)
-        bound = self.signature.bind(self.model, transport.model_metadata(self.model), config,
-                                    self.options)
+        bound = self.signature.bind(self.model, metadata, config, self.options)
         sequence_ids = SequencePolicy.from_options(self.options).for_subtask(subtask_index)
         keyed = None
         if mode == "keyed":
