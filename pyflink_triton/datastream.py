@@ -17,6 +17,7 @@ is a ``Row`` with one named field per output column.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -242,17 +243,19 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
             self.inference.signature.outputs[0].name]
 
     _session: KeyedInferenceSession | None = None
-    _appends_results = False  # to the element's Row; decided by output_type_for()
+    _appends_results = False  # to the element's Row; set in the copy for_elements() makes
 
-    def output_type_for(self, element_type: TypeInformation) -> TypeInformation:
-        """The type of what comes out for elements of ``element_type``, which decides it:
-        named Rows get the result field(s) appended, anything else gives the result alone."""
-        result = type_info_for(self.inference.result_type)
+    def for_elements(self, element_type: TypeInformation
+                     ) -> tuple[TritonKeyedSequenceFunction, TypeInformation]:
+        """A copy of this function for elements of ``element_type``, and the type of what it
+        emits: named Rows with the result field(s) appended, else the result alone."""
+        result = self.output_type
         if isinstance(element_type, ExternalTypeInfo):  # (what to_data_stream gives)
             element_type = element_type._type_info
-        self._appends_results = isinstance(element_type, RowTypeInfo)
-        if not self._appends_results:
-            return result
+        bound = copy.copy(self)
+        bound._appends_results = isinstance(element_type, RowTypeInfo)
+        if not bound._appends_results:
+            return bound, result
         names = element_type.get_field_names()
         clash = sorted(set(names) & set(self._result_names))
         if clash:
@@ -262,8 +265,8 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
                 "differently (output=...).")
         results = (list(result.get_field_types()) if isinstance(result, RowTypeInfo)
                    else [result])
-        return Types.ROW_NAMED([*names, *self._result_names],
-                               [*element_type.get_field_types(), *results])
+        return bound, Types.ROW_NAMED([*names, *self._result_names],
+                                      [*element_type.get_field_types(), *results])
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._state = runtime_context.get_state(self._STATE)
@@ -341,5 +344,5 @@ def keyed_sequence_map(stream: KeyedStream,
             "first; the key decides which Triton sequence each element belongs to.")
     # (get_type() of a KeyedStream is PyFlink's internal (key, element) Row; this is the
     # elements' own type)
-    element_type = stream._original_data_type_info
-    return stream.process(function, output_type=function.output_type_for(element_type))
+    bound, output_type = function.for_elements(stream._original_data_type_info)
+    return stream.process(bound, output_type=output_type)

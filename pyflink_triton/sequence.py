@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from .errors import TritonConfigError
@@ -236,12 +237,15 @@ class KeyedSequencePolicy:
                 "the function's END.")
         return cls(options.sequence_id, idle, options.sequence_replay_records)
 
-    def sequence_id(self, key: Any, incarnation: str, number: int) -> str:
+    @cached_property
+    def _key_room(self) -> int:
         # The key gets what Triton's limit leaves (the base was checked at registration to
         # leave room for a hashed key), the same in every sequence of the key.
-        room = (MAX_SEQUENCE_ID_BYTES - len(self.base_id.encode()) - 3 - _INCARNATION_HEX
+        return (MAX_SEQUENCE_ID_BYTES - len(self.base_id.encode()) - 3 - _INCARNATION_HEX
                 - _NUMBER_DIGITS)
-        return f"{self.base_id}-{key_text(key, room)}-{incarnation}-{number}"
+
+    def sequence_id(self, key: Any, incarnation: str, number: int) -> str:
+        return f"{self.base_id}-{key_text(key, self._key_room)}-{incarnation}-{number}"
 
     def for_incarnation(self, incarnation: str) -> KeyedSequences:
         return KeyedSequences(self, incarnation)

@@ -257,6 +257,10 @@ def default_config(work_dir: Path, python: str) -> dict[str, Any]:
         "heartbeat.interval": 1000,
         "heartbeat.timeout": 10000,
         "metrics.fetcher.update-interval": 1000,  # numRestarts & co. fresh over REST
+        # The REST API caches subtask states and checkpoint statistics for 3 s by default
+        # (web.refresh-interval): a checkpoint restore showed up after the subtasks ran again.
+        "rest.cache.execution-graph.timeout": "0 ms",
+        "rest.cache.checkpoint-statistics.timeout": "0 ms",
         "python.executable": python,
         "python.client.executable": python,
         "execution.checkpointing.interval": "1 s",
