@@ -431,9 +431,9 @@ class KeyedInferenceSession:
             log.info("Ending %d open sequence(s) of model %s.", len(self._open),
                      self._records.model)
         for key, state in list(self._open.values()):
-            plan = self.sequences.idle(state, key, state.last_activity_ms + 2**62)  # (idle)
-            if plan is not None and plan.end is not None:
-                self._end(plan.end)
+            end = self.sequences.end(state, key).end
+            assert end is not None
+            self._end(end)
 
     def _requests(self, plan: RecordPlan) -> list[InferRequest]:
         """The plan's requests; raises :class:`_StaleReplay` if a replayed input (kept in

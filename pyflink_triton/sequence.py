@@ -327,6 +327,12 @@ class KeyedSequences:
             # the key's next sequence is warmed up as after any interruption.
             return IdlePlan(None, replace(state, open=False, idle_timer_ms=None,
                                           interrupted=True))
+        return self.end(state, key)
+
+    def end(self, state: KeySequence, key: Any) -> IdlePlan:
+        """The END of the key's open sequence of this incarnation, sent by the function (when
+        idle, or at the end of the input): it repeats the key's last input as a flush."""
+        assert state.open and state.incarnation == self.incarnation, state
         sequence_id = self.policy.sequence_id(key, state.incarnation, state.number)
         end = Send(state.recent[-1], SequenceParams(sequence_id, False, True), flush=True)
         return IdlePlan(end, replace(state, open=False, idle_timer_ms=None, recent=()))
