@@ -15,7 +15,7 @@ Accepted: ``CREATE [TEMPORARY] MODEL [IF NOT EXISTS] [cat.][db.]name
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,11 +207,14 @@ def parse_create_model(text: str, tokens: list[Token]) -> CreateModel | None:
     return statement
 
 
-def execute_sql(t_env: Any, sql_text: str) -> Any:
+def execute_sql(t_env: Any, sql_text: str,
+                model_options: Mapping[str, str] | None = None) -> Any:
     """Run one or more ``;``-separated statements; return the last statement's TableResult.
 
     Triton CREATE MODEL statements register a function named after the model (see the module
-    docstring); everything else is passed to ``t_env.execute_sql``.
+    docstring); everything else is passed to ``t_env.execute_sql``. ``model_options`` override
+    the options of every Triton model's function, e.g. the endpoint where a file written for
+    ``localhost`` runs (Flink's catalog keeps the statement's own options).
     """
     result = None
     for text, tokens in split_statements(sql_text):
@@ -219,6 +222,7 @@ def execute_sql(t_env: Any, sql_text: str) -> Any:
         if statement is None or statement.options.get("provider") != PROVIDER:
             result = t_env.execute_sql(text)
         else:
+            statement.options.update(model_options or {})
             result = _create_triton_model(t_env, statement)
     return result
 

@@ -210,9 +210,9 @@ def function_for(options: Mapping[str, object] | TritonOptions,
     return _CLASSES[parsed.mode or "sync"](parsed, inputs, output)
 
 
-def configure_async(t_env: Any, options: TritonOptions) -> None:
-    """Set PyFlink's async-function settings of ``t_env`` for the options (they apply to every
-    async function of ``t_env``: PyFlink has no per-function setting):
+def async_settings(options: TritonOptions) -> dict[str, str]:
+    """PyFlink's async-function settings for the options (they apply to every async function
+    of a job: PyFlink has no per-function setting):
 
     - at most 'max-concurrent-requests' calls in flight;
     - no PyFlink timeout: PyFlink would start a timer thread per row, which halves the rows/s
@@ -220,11 +220,18 @@ def configure_async(t_env: Any, options: TritonOptions) -> None:
     - no retries: a retried call would draw a new sequence ID and resend a row the model may
       already have seen.
     """
+    return {
+        "table.exec.async-scalar.max-concurrent-operations": str(options.max_concurrent_requests),
+        "table.exec.async-scalar.timeout": "0 ms",
+        "table.exec.async-scalar.retry-strategy": "NO_RETRY",
+    }
+
+
+def configure_async(t_env: Any, options: TritonOptions) -> None:
+    """Set :func:`async_settings` on ``t_env``."""
     config = t_env.get_config()
-    config.set("table.exec.async-scalar.max-concurrent-operations",
-               str(options.max_concurrent_requests))
-    config.set("table.exec.async-scalar.timeout", "0 ms")
-    config.set("table.exec.async-scalar.retry-strategy", "NO_RETRY")
+    for key, value in async_settings(options).items():
+        config.set(key, value)
 
 
 def create_model(t_env: Any, name: str, options: Mapping[str, object],

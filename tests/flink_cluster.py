@@ -486,11 +486,24 @@ class FlinkCluster:
         AssertionError with the client's output if no job id was printed.
         """
         files = [str(Path(__file__).resolve()), *(str(Path(f).resolve()) for f in pyfs)]
-        command = [str(self.home / "bin" / "flink"), "run", "-d", *flink_args]
+        command = ["-d", *flink_args]
         if parallelism is not None:
             command += ["-p", str(parallelism)]
         command += ["-py", str(Path(script).resolve()), "-pyfs", ",".join(files),
                     *(str(a) for a in args)]
+        text = self.flink_run(command, timeout)
+        match = _JOB_ID.search(text)
+        if not match:
+            raise AssertionError(f"flink run printed no job id: {' '.join(command)}\n"
+                                 f"{text[-5000:]}")
+        return match.group(1)
+
+    def flink_run(self, args: Sequence[object], timeout: float = 120.0) -> str:
+        """``bin/flink run args`` against this cluster; returns the client's output.
+
+        Raises AssertionError with that output if the client fails or outlives ``timeout``.
+        """
+        command = [str(self.home / "bin" / "flink"), "run", *(str(a) for a in args)]
         client = subprocess.Popen(command, env=self._env("client"), cwd=self.work_dir,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
@@ -507,11 +520,10 @@ class FlinkCluster:
         finally:
             self._clients.remove(client)
         text = output.decode(errors="replace")
-        match = _JOB_ID.search(text)
-        if client.returncode != 0 or not match:
+        if client.returncode != 0:
             raise AssertionError(f"flink run failed (exit {client.returncode}): "
                                  f"{' '.join(command)}\n{text[-5000:]}")
-        return match.group(1)
+        return text
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._get(f"/jobs/{job_id}")
