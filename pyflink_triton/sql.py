@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import TritonConfigError
 from .options import PROVIDER
-from .table import configure_async, function_for
+from .table import _TritonFunction, configure_async, function_for
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+|--[^\n]*|/\*.*?\*/)
@@ -91,6 +91,13 @@ class CreateModel:
     if_not_exists: bool = False
     temporary: bool = False
     text: str = field(default="", repr=False)
+
+    def adapter(self) -> _TritonFunction:
+        """The function the model's options ask for (validated; undeclared columns are taken
+        from the served model). Several OUTPUT columns make a ROW result."""
+        outputs = self.outputs
+        output = outputs if outputs is None or len(outputs) > 1 else outputs[0]
+        return function_for(self.options, self.inputs, output)
 
 
 class _Parser:
@@ -237,9 +244,7 @@ def _create_triton_model(t_env: Any, statement: CreateModel) -> Any:
             "exists, and CREATE MODEL registers a function of the model's name. Use IF NOT "
             "EXISTS, or drop the function first.")
     # Validate (and derive undeclared columns) before Flink stores anything.
-    outputs = statement.outputs
-    output = outputs if outputs is None or len(outputs) > 1 else outputs[0]  # several: a ROW
-    adapter = function_for(statement.options, statement.inputs, output)
+    adapter = statement.adapter()
     function = adapter.as_udf(statement.function_name)
     result = t_env.execute_sql(statement.text)
     if adapter.MODE == "async":

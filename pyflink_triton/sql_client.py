@@ -22,7 +22,7 @@ from .codec import sql_type
 from .errors import TritonConfigError
 from .options import PROVIDER
 from .sql import CreateModel, parse_create_model, split_statements
-from .table import async_settings, function_for
+from .table import async_settings
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,7 @@ def export_for_sql_client(sql_text: str, module_name: str, source_name: str = "t
 
 def _function_definition(model: CreateModel) -> tuple[str, dict[str, str]]:
     """The module's lines defining the model's function, and SET statements it needs."""
-    outputs = model.outputs
-    output = outputs if outputs is None or len(outputs) > 1 else outputs[0]
-    adapter = function_for(model.options, model.inputs, output)  # validates; may fetch types
+    adapter = model.adapter()  # validates; may fetch the column types
     signature = adapter.inference.signature
     inputs = [(c.name, sql_type(c.data_type)) for c in signature.inputs]
     declared_outputs = [(c.name, sql_type(c.data_type)) for c in signature.outputs]
