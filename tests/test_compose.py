@@ -2,9 +2,9 @@
 
 The compose stack (Triton, a Flink 2.3 JobManager and TaskManager built from ./Dockerfile,
 and a one-shot job submitter) is not run on the project's machines, which have no Docker
-engine. These tests check what can be checked without one: the file's structure, that its
-ports, paths, model and versions are those of the code, and, where a ``docker compose`` plugin
-is installed, that Compose itself accepts the file.
+engine and no Compose plugin. These tests check what can be checked without them: the file's
+structure, and that its ports, paths, model and versions are those of the code. Compose itself
+has not parsed the file here (``docker compose config`` needs the plugin).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import fnmatch
 import importlib.metadata
 import re
 import shlex
-import shutil
-import subprocess
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -294,17 +292,3 @@ def test_dockerfile_provides_what_the_compose_file_uses(services):
     for must_ignore in (".venv", ".git"):
         assert must_ignore in ignored
 
-
-def test_compose_accepts_the_file_where_its_plugin_is_installed():
-    """``docker compose config -q`` when the Compose plugin exists; the static checks above
-    are all that runs where it doesn't (as on the project's machines)."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return
-    version = subprocess.run([docker, "compose", "version"], capture_output=True, text=True,
-                             timeout=60, check=False)
-    if version.returncode != 0:
-        return
-    result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
