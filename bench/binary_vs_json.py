@@ -73,24 +73,28 @@ class SizeResult:
 def body_sizes() -> Iterator[dict[str, int]]:
     """Record the HTTP body sizes of the requests and responses made meanwhile.
 
-    Wraps ``http1.Connection.exchange`` (the blocking transport's HTTP/1.1 framing) at class
-    level: it sees the exact request on the wire, whose head is cut off here, and the response
-    body. HTTP headers are not counted.
+    Wraps ``http1.Connection.send`` and ``receive`` (the blocking transport's HTTP/1.1
+    framing) at class level: they see the exact request on the wire, whose head is cut off
+    here, and the response body. HTTP headers are not counted.
     """
     sizes = {"request": 0, "response": 0}
-    exchange = http1.Connection.exchange
+    send, receive = http1.Connection.send, http1.Connection.receive
 
-    def counting_exchange(self: http1.Connection, request: bytes) -> http1.Response:
+    def counting_send(self: http1.Connection, request: bytes) -> None:
         sizes["request"] = len(request.partition(b"\r\n\r\n")[2])
-        response = exchange(self, request)
+        send(self, request)
+
+    def counting_receive(self: http1.Connection) -> http1.Response:
+        response = receive(self)
         sizes["response"] = len(response.body)
         return response
 
-    http1.Connection.exchange = counting_exchange  # type: ignore[method-assign]
+    http1.Connection.send = counting_send  # type: ignore[method-assign]
+    http1.Connection.receive = counting_receive  # type: ignore[method-assign]
     try:
         yield sizes
     finally:
-        http1.Connection.exchange = exchange  # type: ignore[method-assign]
+        http1.Connection.send, http1.Connection.receive = send, receive  # type: ignore[method-assign]
 
 
 def infer_checked(session: InferenceSession, values: list[float], expected: np.ndarray) -> float:

@@ -57,10 +57,10 @@ from .inference import (
     KeyedInferenceSession,
     TritonInference,
 )
-from .options import TritonOptions
+from .options import Mode, TritonOptions
 from .sequence import KeySequence
 from .signature import ColumnDeclaration, OutputDeclaration
-from .table import TritonVectorizedFunction
+from .table import TritonVectorizedFunction, metric_group_of
 
 _PRIMITIVE_TYPE_INFO = {
     BooleanType: Types.BOOLEAN, TinyIntType: Types.BYTE, SmallIntType: Types.SHORT,
@@ -96,13 +96,13 @@ def type_info_for(data_type: DataType) -> TypeInformation:
 class _ElementFunction:
     """What the per-element adapters share: validation, the output type, element -> values."""
 
-    KEYED: ClassVar[bool] = False
+    MODE: ClassVar[Mode]  # how the function calls the model
 
     def __init__(self, options: Mapping[str, object] | TritonOptions,
                  inputs: Sequence[ColumnDeclaration] | None = None,
                  output: OutputDeclaration | None = None) -> None:
         """Same arguments as :class:`pyflink_triton.TritonScalarFunction`."""
-        self.inference = TritonInference.create(options, inputs, output, keyed=self.KEYED)
+        self.inference = TritonInference.create(options, inputs, output, mode=self.MODE)
         if self.inference.options.null_input == "skip":
             # It would emit null elements, and Flink's DataStream serializers for numbers,
             # arrays and rows reject null (a NullPointerException far from the cause).
@@ -119,11 +119,13 @@ class _ElementFunction:
         return type_info_for(self.inference.result_type)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._session = self._open_session(runtime_context.get_index_of_this_subtask(),
-                                           runtime_context.get_attempt_number(),
-                                           runtime_context.get_metrics_group())
+        self._session = self._open_session(
+            runtime_context.get_index_of_this_subtask(), runtime_context.get_attempt_number(),
+            metric_group_of(runtime_context.get_metrics_group),
+            runtime_context.get_number_of_parallel_subtasks() or 1)
 
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any) -> Any:
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
+                      parallelism: int) -> Any:
         raise NotImplementedError
 
     def _arguments(self, value: Any) -> Sequence[Any]:
@@ -144,9 +146,11 @@ class _ElementFunction:
 class TritonMapFunction(_ElementFunction, MapFunction):
     """One blocking request per element."""
 
-    def _open_session(self, subtask_index: int, attempt: int,
-                      metric_group: Any) -> InferenceSession:
-        return self.inference.open(subtask_index, attempt, metric_group)
+    MODE = "sync"
+
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
+                      parallelism: int) -> InferenceSession:
+        return self.inference.open(subtask_index, attempt, metric_group, parallelism)
 
     def map(self, value: Any) -> Any:
         assert self._session is not None, "map() before open()"
@@ -162,17 +166,19 @@ class TritonAsyncFunction(_ElementFunction, AsyncFunction):
     """One request per element, up to 'max-concurrent-requests' in flight; apply it with
     :func:`async_map`, which sets Flink's capacity to match."""
 
-    def _open_session(self, subtask_index: int, attempt: int,
-                      metric_group: Any) -> AsyncInferenceSession:
-        return self.inference.open_async(subtask_index, attempt, metric_group)
+    MODE = "async"
+
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
+                      parallelism: int) -> AsyncInferenceSession:
+        return self.inference.open_async(subtask_index, attempt, metric_group, parallelism)
 
     async def async_invoke(self, value: Any) -> list[Any]:
         assert self._session is not None, "async_invoke() before open()"
         return [await self._session.infer(self._arguments(value))]
 
     def close(self) -> None:
-        if self._session is not None:  # (PyFlink stops the event loop first; the sockets
-            self._session.stop()       # close with it)
+        if self._session is not None:  # (as TritonAsyncScalarFunction.close)
+            self._session.stop()
             self._session = None
 
 
@@ -225,7 +231,7 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
     order anyway.
     """
 
-    KEYED = True
+    MODE = "keyed"
     _STATE = ValueStateDescriptor("triton-sequence", Types.PICKLED_BYTE_ARRAY())
 
     def __init__(self, options: Mapping[str, object] | TritonOptions,
@@ -272,9 +278,9 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
         self._state = runtime_context.get_state(self._STATE)
         super().open(runtime_context)
 
-    def _open_session(self, subtask_index: int, attempt: int,
-                      metric_group: Any) -> KeyedInferenceSession:
-        return self.inference.open_keyed(subtask_index, attempt, metric_group)
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
+                      parallelism: int) -> KeyedInferenceSession:
+        return self.inference.open_keyed(subtask_index, attempt, metric_group, parallelism)
 
     def process_element(self, value: Any,
                         ctx: KeyedProcessFunction.Context) -> Iterator[Any]:

@@ -10,11 +10,13 @@ the URL becomes HTTP basic auth and is never shown:
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 8001, "grpcs": 443}
 _API_SUFFIXES = ("/v2/models", "/v2")
+_HOST = re.compile(r"[A-Za-z0-9._:%-]+")  # a DNS name, IPv4, or IPv6 (with a zone)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class Endpoint:
         text = text.strip()
         if not text:
             raise ValueError("the endpoint is empty")
+        # urlsplit silently drops tabs and line breaks, and other control characters would
+        # reach the Host header or the credentials: refuse them all, without saying where.
+        if not text.isprintable():
+            raise ValueError("the endpoint contains a control character (such as a tab, line "
+                             "break or NUL) or another non-printable character")
         if "://" not in text:
             text = "http://" + text
         try:
@@ -40,17 +47,24 @@ class Endpoint:
         except ValueError:  # its message can echo the netloc, credentials included
             raise ValueError("not a valid URL (check the host, and that the port is a number "
                              "between 1 and 65535)") from None
-        scheme = parts.scheme.lower()
+        if parts.scheme != text.partition("://")[0].lower():
+            # urlsplit took the text before the first ':' for the scheme: 'user:pw@h/x://y'
+            # gives 'user', which must not be echoed as a scheme.
+            raise ValueError("not a valid URL: '://' must come right after the scheme (http, "
+                             "https, grpc or grpcs)")
+        scheme = parts.scheme
         if scheme not in _DEFAULT_PORTS:
             raise ValueError(f"the scheme '{scheme}' is not supported; use http, https, grpc "
                              "or grpcs")
         if not parts.hostname:
             raise ValueError("the endpoint has no host")
+        host = _ascii_host(parts.hostname)
         if parts.query or parts.fragment:
             raise ValueError("the endpoint must not have a query string or fragment")
         if port == 0:
             raise ValueError("the port must be between 1 and 65535")
-        path = parts.path.rstrip("/")
+        # (percent-encoded where it is not ASCII: it goes into every request line as is)
+        path = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=")
         for suffix in _API_SUFFIXES:
             if path.endswith(suffix):
                 path = path[: -len(suffix)]
@@ -60,8 +74,11 @@ class Endpoint:
         # Credentials are percent-encoded in URLs: that is how '@' or ':' get into a password.
         username = unquote(parts.username) if parts.username is not None else None
         password = unquote(parts.password) if parts.password is not None else None
-        return cls(scheme, parts.hostname, port or _DEFAULT_PORTS[scheme], path, username,
-                   password)
+        # Basic auth is base64, so a control character cannot inject; it is still a mistake.
+        if not f"{username or ''}{password or ''}".isprintable():
+            raise ValueError("the user name or password contains a percent-encoded control "
+                             "character or another non-printable character")
+        return cls(scheme, host, port or _DEFAULT_PORTS[scheme], path, username, password)
 
     @property
     def use_tls(self) -> bool:
@@ -97,6 +114,20 @@ class Endpoint:
         return f"{self.scheme}://{userinfo}{host}:{self.port}{self.base_path}"
 
 
+def _ascii_host(host: str) -> str:
+    """The host as it goes on the wire (Host header, TLS name, DNS): an internationalized
+    domain name in its IDNA (punycode) form."""
+    try:
+        ascii_host = host if host.isascii() else host.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    if not _HOST.fullmatch(ascii_host):
+        raise ValueError("the host is not a valid host name or IP address (letters, digits, "
+                         "'.', '-' and '_'; an internationalized domain name may be written "
+                         "in its punycode form, xn--...)")
+    return ascii_host
+
+
 def redact_url_credentials(url: str) -> str:
     """``url`` with everything before the last ``@`` of its authority replaced by ``***``.
 
@@ -104,8 +135,8 @@ def redact_url_credentials(url: str) -> str:
     a password may contain '@', spaces or anything else, so nothing before the last '@' is kept.
     """
     scheme, separator, rest = url.partition("://")
-    if not separator:
-        scheme, rest = "", url
+    if not separator or "@" in scheme:  # no scheme, or '://' after the credentials
+        scheme, separator, rest = "", "", url
     if "@" not in rest:
         return url
     return f"{scheme}{separator}***@{rest.rsplit('@', 1)[1]}"

@@ -22,12 +22,25 @@ class TritonRequestError(TritonError, RuntimeError):
 
     #: Whether sending the same request again may succeed ('max-retries' applies).
     retryable: bool = False
+    #: False only when the request certainly never reached the server (no connection could be
+    #: made to send it on): sending it again cannot make the model see it twice.
+    maybe_delivered: bool = True
+    #: The failure of the last attempt, when this error reports a request given up after
+    #: several attempts.
+    last_attempt: TritonRequestError | None = None
 
 
 class TritonConnectionError(TritonRequestError):
     """The server could not be reached, or did not answer within ``timeout``."""
 
     retryable = True
+
+    def __init__(self, message: str, maybe_delivered: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
+
+    def __reduce__(self):  # keep the flag when PyFlink pickles the exception
+        return type(self), (str(self), self.maybe_delivered)
 
 
 class TritonTlsError(TritonRequestError):

@@ -40,6 +40,9 @@ _UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",
 # Not "handshake" alone: "tcp handshaker shutdown" is a connection attempt cut short.
 _TLS_FAILURE = re.compile(r"\bssl|certificate|\btsi_|\btls", re.IGNORECASE)
 _OPENSSL_REASON = re.compile(r"OPENSSL_internal:([A-Z0-9_]+)")
+# What gRPC says when the channel has no connection to send on ("failed to connect to all
+# addresses; last error: ... Connection refused"): the request never left the client.
+_NOT_CONNECTED = re.compile(r"failed to connect|connection refused", re.IGNORECASE)
 # What gRPC says when the answer is an HTTP status instead of a gRPC one (a proxy's answer).
 _GATEWAY_STATUS = re.compile(r"Received http2 header with status: (\d{3})")
 
@@ -105,7 +108,8 @@ class _KServeGrpc:
         if status in _UNREACHABLE:
             cause: BaseException = (TimeoutError() if status == "StatusCode.DEADLINE_EXCEEDED"
                                     else ConnectionError(error.message()))
-            return connection_error(self.endpoint, model, cause, timeout or self._timeout)
+            return connection_error(self.endpoint, model, cause, timeout or self._timeout,
+                                    maybe_delivered=not _NOT_CONNECTED.search(message))
         return server_error(self.endpoint, model, status.removeprefix("StatusCode."), message)
 
 
@@ -123,21 +127,21 @@ class GrpcTransport(_KServeGrpc):
         super().__init__(endpoint, timeout, dict(headers), compression, tls_args)
         self._client = grpcclient.InferenceServerClient(**self._client_args())
 
-    def model_metadata(self, model: ModelRef) -> dict[str, Any]:
+    def model_metadata(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
         try:
             return self._client.get_model_metadata(
                 model.name, model.version or "", headers=self._headers, as_json=True,
-                client_timeout=self._timeout)
+                client_timeout=timeout or self._timeout)
         except InferenceServerException as e:
-            raise self._error(model, e) from None
+            raise self._error(model, e, timeout) from None
 
-    def model_config(self, model: ModelRef) -> dict[str, Any]:
+    def model_config(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
         try:
             return self._client.get_model_config(
                 model.name, model.version or "", headers=self._headers, as_json=True,
-                client_timeout=self._timeout)["config"]
+                client_timeout=timeout or self._timeout)["config"]
         except InferenceServerException as e:
-            raise self._error(model, e) from None
+            raise self._error(model, e, timeout) from None
 
     def infer(self, request: InferRequest) -> grpcclient.InferResult:
         try:
@@ -170,8 +174,10 @@ class AsyncGrpcTransport(_KServeGrpc):
                  compression: str | None, max_in_flight: int,
                  tls_args: Mapping[str, Any] | None = None) -> None:
         super().__init__(endpoint, timeout, headers, compression, tls_args)
-        self._state = LoopState(max_in_flight)
-        self._client: grpcclient_aio.InferenceServerClient | None = None
+        # grpc.aio binds a channel to the running loop: one client per loop.
+        self._state = LoopState(
+            max_in_flight, lambda: grpcclient_aio.InferenceServerClient(**self._client_args()),
+            grpcclient_aio.InferenceServerClient.close)
 
     @classmethod
     def for_options(cls, options: TritonOptions, max_in_flight: int) -> AsyncGrpcTransport:
@@ -179,19 +185,15 @@ class AsyncGrpcTransport(_KServeGrpc):
                    options.compression, max_in_flight, grpc_client_args(options))
 
     async def infer(self, request: InferRequest) -> grpcclient.InferResult:
-        if self._state.entered_new_loop():  # grpc.aio binds a channel to the running loop
-            self._client = grpcclient_aio.InferenceServerClient(**self._client_args())
-        assert self._client is not None
+        client = self._state.enter()
         async with self._state.slots:
             try:
-                return await self._client.infer(**self._infer_args(request))
+                return await client.infer(**self._infer_args(request))
             except InferenceServerException as e:
                 raise self._error(request.model, e, request.timeout) from None
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._state.close()
 
 
 def _tls_reason(message: str) -> str:

@@ -10,12 +10,15 @@ until the server closes the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 MAX_HEAD = 64 * 1024  # a response head larger than this is not a Triton server's
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")  # a chunk size, below 2^60 bytes
 
 
 class ProtocolError(OSError):
@@ -78,6 +81,14 @@ def _body_length(headers: Mapping[str, str]) -> int | None:
     return int(length)
 
 
+def chunk_size(line: bytes) -> int:
+    """The size of a chunk from its size line (hex digits, optionally ``;extensions``)."""
+    digits = line.split(b";")[0].strip()
+    if not _HEX.fullmatch(digits):  # (int() would also take "-1", "0x1f" and "1_f")
+        raise ProtocolError(f"invalid chunk size {digits[:40]!r}")
+    return int(digits, 16)
+
+
 class Connection:
     """A blocking keep-alive connection."""
 
@@ -89,7 +100,15 @@ class Connection:
         self._buffer = bytearray()
 
     def exchange(self, request: bytes) -> Response:
+        self.send(request)
+        return self.receive()
+
+    def send(self, request: bytes) -> None:
+        """Write the whole request. If this fails, the server has not got all of it, so it
+        cannot have processed it; a failure after it (:meth:`receive`) says nothing."""
         self.sock.sendall(request)
+
+    def receive(self) -> Response:
         head = self._read_until(b"\r\n\r\n")
         status, headers = parse_head(head)
         if status in (204, 304):
@@ -133,7 +152,7 @@ class Connection:
 
     def _read_chunked(self) -> bytes:
         chunks = []
-        while size := int(self._read_until(b"\r\n").split(b";")[0].strip() or b"0", 16):
+        while size := chunk_size(self._read_until(b"\r\n")):
             chunks.append(self._read_exactly(size))
             self._read_until(b"\r\n")
         while self._read_until(b"\r\n"):  # trailers, up to the blank line
@@ -193,12 +212,25 @@ class AsyncConnection:
 
     async def _read_chunked(self) -> bytes:
         reader, chunks = self._reader, []
-        while size := int((await reader.readline()).split(b";")[0].strip() or b"0", 16):
+        while size := chunk_size(await self._line()):
             chunks.append(await reader.readexactly(size))
-            await reader.readline()
-        while (await reader.readline()).strip():  # trailers, up to the blank line
+            await self._line()
+        while (await self._line()).strip():  # trailers, up to the blank line
             pass
         return b"".join(chunks)
 
+    async def _line(self) -> bytes:
+        line = await self._reader.readline()
+        if not line.endswith(b"\n"):  # (the stream ended: the body was cut short)
+            raise ConnectionResetError("the server closed the connection")
+        return line
+
     def close(self) -> None:
+        """Start closing (the socket is released once the loop runs on); see :meth:`aclose`."""
         self._writer.close()
+
+    async def aclose(self) -> None:
+        """Close and wait until the socket is released."""
+        self._writer.close()
+        with contextlib.suppress(OSError):  # (a reset connection closes all the same)
+            await self._writer.wait_closed()

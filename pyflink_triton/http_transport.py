@@ -10,6 +10,7 @@ of connections as large as the bound on requests in flight.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -128,11 +129,11 @@ class HttpTransport(_KServeHttp):
         return cls(options.endpoint, options.timeout, request_headers(options),
                    options.compression, options.binary_data, http_context(options))
 
-    def model_metadata(self, model: ModelRef) -> dict[str, Any]:
-        return self._get_json(model, model.path_segments())
+    def model_metadata(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
+        return self._get_json(model, model.path_segments(), timeout)
 
-    def model_config(self, model: ModelRef) -> dict[str, Any]:
-        return self._get_json(model, (*model.path_segments(), "config"))
+    def model_config(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
+        return self._get_json(model, (*model.path_segments(), "config"), timeout)
 
     def infer(self, request: InferRequest) -> InferResult:
         return self._result(request.model, self._round_trip(
@@ -149,13 +150,18 @@ class HttpTransport(_KServeHttp):
             self._connection.close()
             self._connection = None
 
-    def _get_json(self, model: ModelRef, segments: Sequence[str]) -> dict[str, Any]:
-        response = self._round_trip(model, self._get(segments))
+    def _get_json(self, model: ModelRef, segments: Sequence[str],
+                  timeout: float | None) -> dict[str, Any]:
+        response = self._round_trip(model, self._get(segments), timeout)
         if response.status != 200:
             raise self._server_error(model, response.status, response.body)
-        return json.loads(response.body)
+        try:
+            return json.loads(response.body)
+        except ValueError as e:
+            raise unreadable_response(self.endpoint, model, str(e), response.status) from None
 
-    def _connect(self) -> http1.Connection:
+    def _connect(self, timeout: float) -> http1.Connection:
+        """The keep-alive connection; a new one connects within ``timeout``."""
         connection = self._connection
         if connection is not None and _closed_by_peer(connection.sock):
             # The server closed the idle keep-alive connection: open a new one before sending,
@@ -164,22 +170,27 @@ class HttpTransport(_KServeHttp):
             self.close()
         if self._connection is None:
             self._connection = http1.Connection(self.endpoint.host, self.endpoint.port,
-                                                self._timeout, self._tls)
+                                                timeout, self._tls)
         return self._connection
 
     def _round_trip(self, model: ModelRef, request: bytes,
                     timeout: float | None = None) -> http1.Response:
         timeout = timeout or self._timeout
+        sent = False
         try:
-            connection = self._connect()
-            if timeout != self._timeout:  # the record's time is running out
+            connection = self._connect(timeout)
+            if connection.sock.gettimeout() != timeout:  # (a record's time running out)
                 connection.sock.settimeout(timeout)
-            response = connection.exchange(request)
-            if timeout != self._timeout:
-                connection.sock.settimeout(self._timeout)
+            connection.send(request)
+            sent = True
+            response = connection.receive()
         except OSError as e:
             self.close()
-            raise connection_error(self.endpoint, model, e, timeout) from None
+            raise connection_error(self.endpoint, model, e, timeout, maybe_delivered=sent
+                                   ) from None
+        except BaseException:
+            self.close()  # (in an unknown state, e.g. half-read: never used again)
+            raise
         if response.will_close:
             self.close()
         return response
@@ -193,8 +204,7 @@ class AsyncHttpTransport(_KServeHttp):
                  compression: str | None, binary: bool, max_connections: int,
                  tls: ssl.SSLContext | None = None) -> None:
         super().__init__(endpoint, timeout, headers, compression, binary, tls)
-        self._state = LoopState(max_connections)
-        self._idle: list[http1.AsyncConnection] = []
+        self._state = LoopState(max_connections, _ConnectionPool, _ConnectionPool.close)
 
     @classmethod
     def for_options(cls, options: TritonOptions, max_connections: int) -> AsyncHttpTransport:
@@ -204,42 +214,69 @@ class AsyncHttpTransport(_KServeHttp):
 
     async def infer(self, request: InferRequest) -> InferResult:
         data = self._post(request)
-        if self._state.entered_new_loop():
-            self._idle = []  # (connections of another loop are unusable there)
+        pool = self._state.enter()
         timeout = request.timeout or self._timeout
+        sent = False
+
+        async def exchange() -> http1.Response:
+            nonlocal sent
+            connection = await pool.connection(self.endpoint, self._tls)
+            sent = True  # (written on the first read: from here on it may reach the server)
+            return await pool.exchange(connection, data)
+
         async with self._state.slots:
             try:
-                response = await within(timeout, self._exchange(data))
+                response = await within(timeout, exchange())
             except (OSError, TimeoutError) as e:
-                raise connection_error(self.endpoint, request.model, e, timeout) from None
+                raise connection_error(self.endpoint, request.model, e, timeout,
+                                       maybe_delivered=sent) from None
         return self._result(request.model, response)
 
-    async def _exchange(self, data: bytes) -> http1.Response:
-        connection = await self._connection()
-        try:
-            response = await connection.exchange(data)
-        except BaseException:  # (cancelled too: the connection is in an unknown state)
-            connection.close()
-            raise
-        if response.will_close:
-            connection.close()
-        else:
-            self._idle.append(connection)
-        return response
+    async def close(self) -> None:
+        await self._state.close()
 
-    async def _connection(self) -> http1.AsyncConnection:
+
+class _ConnectionPool:
+    """The keep-alive connections of one event loop: idle ones to reuse, and every open one,
+    so that all are closed at the end (those in use too)."""
+
+    def __init__(self) -> None:
+        self._idle: list[http1.AsyncConnection] = []
+        self._open: set[http1.AsyncConnection] = set()
+        self._closed = False  # (an exchange still out when it closed closes its connection)
+
+    async def connection(self, endpoint: Endpoint,
+                         tls: ssl.SSLContext | None) -> http1.AsyncConnection:
         while self._idle:
             connection = self._idle.pop()
             if not connection.closed_by_peer:  # (never send a request twice: see HttpTransport)
                 return connection
-            connection.close()
-        return await http1.AsyncConnection.open(self.endpoint.host, self.endpoint.port,
-                                                self._tls)
+            self._discard(connection)
+        connection = await http1.AsyncConnection.open(endpoint.host, endpoint.port, tls)
+        self._open.add(connection)
+        return connection
+
+    async def exchange(self, connection: http1.AsyncConnection,
+                       data: bytes) -> http1.Response:
+        try:
+            response = await connection.exchange(data)
+        except BaseException:  # (cancelled too: the connection is in an unknown state)
+            self._discard(connection)
+            raise
+        if response.will_close or self._closed:
+            self._discard(connection)
+        else:
+            self._idle.append(connection)
+        return response
+
+    def _discard(self, connection: http1.AsyncConnection) -> None:
+        self._open.discard(connection)
+        connection.close()
 
     async def close(self) -> None:
-        for connection in self._idle:
-            connection.close()
-        self._idle.clear()
+        self._closed = True
+        connections, self._open, self._idle = list(self._open), set(), []
+        await asyncio.gather(*(c.aclose() for c in connections))
 
 
 def http_input(tensor: InputTensor, binary: bool) -> InferInput:

@@ -32,12 +32,20 @@ from typing import Any
 import numpy as np
 from pyflink.table.types import DataType
 
-from .errors import TritonConfigError, TritonError, TritonRequestError
+from .errors import (
+    TritonCircuitOpenError,
+    TritonConfigError,
+    TritonError,
+    TritonRequestError,
+)
 from .fallback import ResultPolicy
 from .metrics import InferenceMetrics
-from .options import VECTORIZED_SEQUENCE_ERROR, TritonOptions
-from .reliable import HealthCheck, RequestGuard
+from .options import Mode, TritonOptions
+from .reliable import HealthCheck, RequestGuard, call_with_retries
+from .resilience import RetryPolicy
 from .sequence import (
+    LIVE_SEQUENCES,
+    Inputs,
     KeyedSequencePolicy,
     KeyedSequences,
     KeySequence,
@@ -57,11 +65,30 @@ from .transport import (
     Transport,
     connect,
     connect_async,
+    unknown_sequence,
 )
 
 log = logging.getLogger(__name__)
 
-_FAILURE_LOG_INTERVAL = 10.0  # seconds between two warnings about fallback results
+_WARNING_INTERVAL = 10.0  # seconds between two warnings of one kind (an outage: not a flood)
+
+
+class _Throttled:
+    """Occurrences of one kind, to report at most once per interval."""
+
+    def __init__(self, interval: float = _WARNING_INTERVAL) -> None:
+        self._interval = interval
+        self._count = 0
+        self._reported_at = -float("inf")
+
+    def count(self, n: int = 1) -> int:
+        """Count ``n`` occurrences; returns how many to report now (0: not yet)."""
+        self._count += n
+        now = time.monotonic()
+        if now - self._reported_at < self._interval:
+            return 0
+        count, self._count, self._reported_at = self._count, 0, now
+        return count
 
 
 @dataclass(frozen=True)
@@ -74,21 +101,25 @@ class TritonInference:
     def create(cls, options: Mapping[str, object] | TritonOptions,
                inputs: Sequence[ColumnDeclaration] | None = None,
                output: OutputDeclaration | None = None, *,
-               keyed: bool = False) -> TritonInference:
-        """Validate everything that can be validated at registration. ``keyed``: for a
-        keyed-sequence function, whose sequence options differ.
+               mode: Mode | None = None) -> TritonInference:
+        """Validate everything that can be validated at registration. ``mode``: how the
+        function calls the model ('sync', 'async', 'vectorized', or 'keyed' for keyed
+        sequences), whose options differ; unset, only what holds in every per-record mode.
 
         Columns whose types are not declared are looked up in the model's metadata on the
         server, so the server must be reachable then; declared columns need no server.
         """
         parsed = options if isinstance(options, TritonOptions) else TritonOptions.from_dict(options)
-        parsed.check_sequence_scope(keyed)
+        if mode is not None:
+            parsed.check_mode(mode)
+        else:
+            parsed.check_sequence_scope(False)
         model = ModelRef(parsed.model_name, parsed.model_version)
 
         def fetch_served() -> tuple[dict[str, Any], dict[str, Any]]:
             transport = connect(parsed)
             try:
-                return transport.model_metadata(model), transport.model_config(model)
+                return served_model(parsed, transport, model)
             except TritonError as e:
                 raise TritonConfigError(
                     f"Cannot derive the input and output columns of model {model} from the "
@@ -110,82 +141,115 @@ class TritonInference:
     def result_type(self) -> DataType:
         return self.results.result_type
 
-    def open(self, subtask_index: int, attempt: int = 0,
-             metric_group: Any | None = None) -> InferenceSession:
+    def open(self, subtask_index: int, attempt: int = 0, metric_group: Any | None = None,
+             parallelism: int = 1) -> InferenceSession:
         """Connect, check the signature against the served model, start the ID counter.
-        ``metric_group``: Flink's metric group of the function, to report metrics in."""
-        return InferenceSession(*self._connected_records(subtask_index, attempt, "sync",
-                                                         metric_group))
+        ``metric_group``: Flink's metric group of the function, to report metrics in;
+        ``parallelism``: how many parallel instances the function has."""
+        return InferenceSession(*self._connected_records(
+            _Instance(subtask_index, attempt, metric_group, parallelism), "sync"))
 
-    def open_async(self, subtask_index: int, attempt: int = 0,
-                   metric_group: Any | None = None) -> AsyncInferenceSession:
+    def open_async(self, subtask_index: int, attempt: int = 0, metric_group: Any | None = None,
+                   parallelism: int = 1) -> AsyncInferenceSession:
         """As :meth:`open`, for asyncio callers; the connections open on the first call."""
-        records = self._checked_records(subtask_index, attempt, "async", metric_group)
-        return AsyncInferenceSession(
-            records, connect_async(self.options, self.options.max_concurrent_requests))
+        # (made first: until a loop uses it, it holds nothing to close if the checks fail)
+        transport = connect_async(self.options, self.options.max_concurrent_requests)
+        return AsyncInferenceSession(self._checked_records(
+            _Instance(subtask_index, attempt, metric_group, parallelism), "async"), transport)
 
     def open_batched(self, subtask_index: int, attempt: int = 0,
-                     metric_group: Any | None = None) -> BatchInferenceSession:
+                     metric_group: Any | None = None,
+                     parallelism: int = 1) -> BatchInferenceSession:
         """As :meth:`open`, for callers with columns of many records (vectorized)."""
-        if self.options.sequence_id is not None:
-            raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
-        records = self._checked_records(subtask_index, attempt, "vectorized", metric_group)
-        return BatchInferenceSession(
-            records, connect_async(self.options, self.options.max_concurrent_requests),
-            self.options)
+        transport = connect_async(self.options, self.options.max_concurrent_requests)
+        return BatchInferenceSession(self._checked_records(
+            _Instance(subtask_index, attempt, metric_group, parallelism), "vectorized"),
+            transport, self.options)
 
-    def open_keyed(self, subtask_index: int, attempt: int = 0,
-                   metric_group: Any | None = None) -> KeyedInferenceSession:
+    def open_keyed(self, subtask_index: int, attempt: int = 0, metric_group: Any | None = None,
+                   parallelism: int = 1) -> KeyedInferenceSession:
         """As :meth:`open`, for keyed sequences: also checks that the model is stateful and
         draws this open()'s incarnation."""
-        records, transport = self._connected_records(subtask_index, attempt, "keyed",
-                                                     metric_group)
+        records, transport = self._connected_records(
+            _Instance(subtask_index, attempt, metric_group, parallelism), "keyed")
         assert records.keyed is not None
         return KeyedInferenceSession(records, transport, records.keyed)
 
-    def _connected_records(self, subtask_index: int, attempt: int, mode: str,
-                           metric_group: Any | None) -> tuple[RecordCodec, Transport]:
+    def _connected_records(self, instance: _Instance,
+                           mode: Mode) -> tuple[RecordCodec, Transport]:
         """The records of a blocking session, and the transport it keeps."""
         transport = connect(self.options)
         try:
-            return self._records(transport, subtask_index, attempt, mode, metric_group), transport
+            return self._records(transport, instance, mode), transport
         except BaseException:
             transport.close()
             raise
 
-    def _checked_records(self, subtask_index: int, attempt: int, mode: str,
-                         metric_group: Any | None) -> RecordCodec:
+    def _checked_records(self, instance: _Instance, mode: Mode) -> RecordCodec:
         transport = connect(self.options)  # a blocking one for the checks: open() is not async
         try:
-            return self._records(transport, subtask_index, attempt, mode, metric_group)
+            return self._records(transport, instance, mode)
         finally:
             transport.close()
 
-    def _records(self, transport: Transport, subtask_index: int, attempt: int,
-                 mode: str, metric_group: Any | None) -> RecordCodec:
+    def _records(self, transport: Transport, instance: _Instance, mode: Mode) -> RecordCodec:
+        options = self.options
+        options.check_mode(mode)  # (also when the function was created for another mode)
+        policy = SequencePolicy.from_options(options)
+        if mode != "keyed":
+            policy.check_senders(instance.parallelism)
         # Fetched anew by every open(): the served model may have changed since registration
         # (or since the last attempt).
-        metadata = transport.model_metadata(self.model)
-        config = transport.model_config(self.model)
-        bound = self.signature.bind(self.model, metadata, config, self.options)
-        sequence_ids = SequencePolicy.from_options(self.options).for_subtask(subtask_index)
+        metadata, config = served_model(options, transport, self.model)
+        bound = self.signature.bind(self.model, metadata, config, options)
         keyed = None
         if mode == "keyed":
-            keyed = KeyedSequencePolicy.for_model(self.options, self.model.name, config
+            keyed = KeyedSequencePolicy.for_model(options, self.model.name, config
                                                   ).for_incarnation(new_incarnation())
-        metrics = InferenceMetrics(metric_group)
-        metrics.gauge("sequenceCounter", lambda: sequence_ids.issued)
-        guard = RequestGuard(self.options, metrics)
-        log.info("Triton model %s at %s (%s, %s): subtask %d, attempt %d, %s; %s; %s",
-                 self.model, self.options.endpoint, self.options.effective_protocol, mode,
-                 subtask_index, attempt,
-                 sequence_ids.describe() if keyed is None else keyed.describe(),
-                 guard.describe(), self.signature.describe())
-        health = None
-        if self.options.health_check_enabled:
-            health = HealthCheck(self.options, guard.breaker, metrics,
-                                 f"{self.model.name}-{subtask_index}").start()
+        # (keyed sequences draw no IDs from it: theirs hold a random incarnation)
+        sequence_ids = policy.for_subtask(instance.subtask_index, attempt=instance.attempt,
+                                          live=None if keyed else LIVE_SEQUENCES)
+        try:
+            metrics = InferenceMetrics(instance.metric_group)
+            metrics.gauge("sequenceCounter", lambda: sequence_ids.issued)
+            guard = RequestGuard(options, metrics)
+            log.info("Triton model %s at %s (%s, %s): subtask %d of %d, attempt %d, %s; %s; %s",
+                     self.model, options.endpoint, options.effective_protocol, mode,
+                     instance.subtask_index, instance.parallelism, instance.attempt,
+                     sequence_ids.describe() if keyed is None else keyed.describe(),
+                     guard.describe(), self.signature.describe())
+            health = None
+            if options.health_check_enabled:
+                health = HealthCheck(options, guard.breaker, metrics,
+                                     f"{self.model.name}-{instance.subtask_index}").start()
+        except BaseException:
+            sequence_ids.close()
+            raise
         return RecordCodec(self, bound, sequence_ids, guard, health, keyed)
+
+
+@dataclass(frozen=True)
+class _Instance:
+    """Which parallel instance of the function opens a session."""
+
+    subtask_index: int
+    attempt: int
+    metric_group: Any | None
+    parallelism: int
+
+
+def served_model(options: TritonOptions, transport: Transport,
+                 model: ModelRef) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's metadata and config from the server, fetched under the retry policy of
+    the records: a job that starts while Triton (re)starts waits for it as records would."""
+    def fetch(timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        metadata = transport.model_metadata(model, timeout)
+        return metadata, transport.model_config(model, max(deadline - time.monotonic(), 0.001))
+
+    return call_with_retries(RetryPolicy.from_options(options), fetch,
+                             f"fetching the metadata and config of model {model}",
+                             options.endpoint, model)
 
 
 class RecordCodec:
@@ -205,8 +269,7 @@ class RecordCodec:
         self.priority = inference.options.priority
         self.skip_nulls = inference.options.null_input == "skip"
         self.outputs = tuple(codec.column.tensor for codec in bound.outputs)
-        self._unlogged_failures = 0
-        self._failure_logged_at = -_FAILURE_LOG_INTERVAL
+        self._fallbacks = _Throttled()
 
     def request(self, values: Sequence[Any], sequence: SequenceParams | None = None,
                 parameters: Mapping[str, bool | int | str] | None = None
@@ -243,19 +306,16 @@ class RecordCodec:
         if not self.results.handles_failures:
             raise error
         self.guard.metrics.fallbacks.inc(records)
-        self._unlogged_failures += records
-        now = time.monotonic()
-        if now - self._failure_logged_at >= _FAILURE_LOG_INTERVAL:  # an outage: not a flood
+        if reported := self._fallbacks.count(records):
             log.warning("%d record(s) for model %s got the fallback result since the last "
-                        "such message; the latest failure: %s", self._unlogged_failures,
-                        self.model, error)
-            self._unlogged_failures, self._failure_logged_at = 0, now
+                        "such message; the latest failure: %s", reported, self.model, error)
 
     def failed_result(self, error: TritonRequestError) -> Any:
         self.failed(error)
         return self.results.failed(error)
 
     def close(self) -> None:
+        self.sequence_ids.close()
         if self.health is not None:
             self.health.stop()
 
@@ -334,6 +394,12 @@ class _StaleReplay(Exception):
         self.error = error
 
 
+# What a keyed function's close() may take to END the sequences still open: Flink interrupts
+# a task that does not stop within 'task.cancellation.interval' (30 s).
+CLOSE_SECONDS = 10.0
+# The one attempt at ending a sequence abandoned after a request that may have reached it.
+ABANDONED_END_SECONDS = 2.0
+
 # The request parameters of a keyed sequence's requests that no record asked for. An idle END
 # repeats the key's last input only because a request needs inputs: a model should end the
 # sequence without using it. A replayed input warms up a restarted sequence: a model uses it
@@ -358,7 +424,8 @@ class KeyedInferenceSession:
         self._transport = transport
         self.sequences = sequences
         self.started = self.restarted = self.replayed = self.idle_ends = 0
-        self._open: dict[str, tuple[Any, KeySequence]] = {}  # by sequence ID
+        self._open: dict[str | int, tuple[Any, KeySequence]] = {}  # by sequence ID
+        self._restarts = _Throttled()
         metrics = records.guard.metrics
         for name, value in (("sequencesStarted", lambda: self.started),
                             ("sequencesRestarted", lambda: self.restarted),
@@ -369,32 +436,85 @@ class KeyedInferenceSession:
     def infer(self, state: KeySequence | None, key: Any, values: Sequence[Any], end: bool,
               now_ms: int) -> tuple[Any, KeySequence | None]:
         """Send one record of ``key`` (whose stored state is ``state``) in the key's
-        sequence, ending it if ``end``; returns the record's result and the key's new state."""
-        records, sequences = self._records, self.sequences
-        plan = sequences.record(state, key, tuple(values), end, now_ms)
-        try:  # all encoded first: a record that cannot be sent leaves the sequence as it was
-            requests = self._requests(plan)
-        except TritonRequestError as error:
-            return records.failed_result(error), state
-        except _StaleReplay as stale:  # (the model changed since the inputs were kept)
+        sequence, ending it if ``end``; returns the record's result and the key's new state.
+
+        A step of a sequence is never sent twice into it (the model would apply it twice):
+        when a request fails in a way that may have reached the model, or Triton no longer
+        knows the sequence (restarted, or reaped it), the key's sequence restarts once, as a
+        new sequence warmed up with the key's last inputs, and the record goes there."""
+        records = self._records
+        values = tuple(values)
+        restarts_left = 1
+        while True:
+            try:  # all encoded first: a record that cannot be sent leaves the sequence as it was
+                plan, requests = self._plan(state, key, values, end, now_ms)
+            except TritonRequestError as error:
+                return records.failed_result(error), state
+            self._count(state, plan)
+            try:
+                response = self._send(requests)
+                result = records.result(response)
+            except TritonRequestError as error:
+                abandoned = self.sequences.failed(state, plan)
+                self._open.pop(plan.sequence_id, None)
+                cause = error.last_attempt or error
+                if cause.maybe_delivered and cause.retryable:
+                    self._end_abandoned(plan)  # (Triton may hold it open: free its slot)
+                if restarts_left and (unknown_sequence(cause) or (
+                        cause.retryable and cause.maybe_delivered)):
+                    restarts_left -= 1
+                    self._log_restart(plan, error)
+                    state = abandoned
+                    continue
+                log.warning("Abandoned sequence %s of model %s after a failed request; the "
+                            "key's next record starts a new one.", plan.sequence_id,
+                            records.model)
+                return records.failed_result(error), abandoned
+            self._track(key, state, plan)
+            return result, plan.state
+
+    def _plan(self, state: KeySequence | None, key: Any, values: Inputs, end: bool,
+              now_ms: int) -> tuple[RecordPlan, list[InferRequest]]:
+        """The record's plan and its requests; a plan whose stored inputs no longer encode for
+        the served model (it changed since they were kept) is made again without them."""
+        sequences = self.sequences
+        plan = sequences.record(state, key, values, end, now_ms)
+        try:
+            return plan, self._requests(plan)
+        except _StaleReplay as stale:
             assert state is not None
             log.warning("Not replaying the %d stored input(s) of sequence %s of model %s: "
-                        "%s", plan.replayed, plan.sends[-1].sequence.sequence_id,
-                        records.model, stale.error)
-            return self.infer(sequences.without_replay(state), key, values, end, now_ms)
-        self._count(state, plan)
+                        "%s", plan.replayed, plan.sequence_id, self._records.model,
+                        stale.error)
+            plan = sequences.record(sequences.without_replay(state), key, values, end, now_ms)
+            return plan, self._requests(plan)
+
+    def _send(self, requests: Sequence[InferRequest]) -> InferResponse:
+        """Send a plan's requests in order; the last one's response."""
+        for request in requests:
+            response = self._records.guard.send(self._transport, request,
+                                                resend_delivered=False)
+        return response
+
+    def _end_abandoned(self, plan: RecordPlan) -> None:
+        """One quick attempt at ending the sequence of a plan that failed after its request
+        may have reached the model: Triton may hold it open, and a slot until it reaps it."""
         try:
-            for request in requests:
-                response = records.guard.send(self._transport, request)
-            self._track(key, plan)
-            return records.result(response), plan.state
+            self._records.guard.send(
+                self._transport, self._request(self.sequences.abandoned_end(plan)),
+                resend_delivered=False, within=ABANDONED_END_SECONDS)
         except TritonRequestError as error:
-            after = sequences.failed(state, plan)
-            self._open.pop(plan.sends[-1].sequence.sequence_id, None)
-            log.warning("Abandoned sequence %s of model %s after a failed request; the key's "
-                        "next record starts a new one.", plan.sends[-1].sequence.sequence_id,
-                        records.model)
-            return records.failed_result(error), after
+            log.debug("Could not end the abandoned sequence %s of model %s: %s",
+                      plan.sequence_id, self._records.model, error)
+
+    def _log_restart(self, plan: RecordPlan, error: TritonRequestError) -> None:
+        if restarts := self._restarts.count():
+            log.warning(
+                "Restarted %d sequence(s) of model %s as new one(s), warmed up with their "
+                "keys' last inputs ('sequence-replay-records'), since the last such message: "
+                "Triton no longer held them, or a request may have reached the model (it is "
+                "never sent into its sequence again). The latest: %s, after: %s", restarts,
+                self._records.model, plan.sequence_id, error)
 
     def end_if_idle(self, state: KeySequence | None, key: Any,
                     now_ms: int) -> KeySequence | None:
@@ -410,7 +530,7 @@ class KeyedInferenceSession:
         """Send an END the function decided on (no record asked for it); whether it worked."""
         self._open.pop(end.sequence.sequence_id, None)
         try:
-            self._records.guard.send(self._transport, self._request(end))
+            self._send([self._request(end)])
             return True
         except TritonRequestError as error:  # Triton reaps it later, untold: not fatal
             log.warning("Could not end sequence %s of model %s (Triton drops it after "
@@ -418,22 +538,48 @@ class KeyedInferenceSession:
                         self._records.model, error)
             return False
 
-    def _track(self, key: Any, plan: RecordPlan) -> None:
-        sequence_id = plan.sends[-1].sequence.sequence_id
+    def _track(self, key: Any, before: KeySequence | None, plan: RecordPlan) -> None:
+        """Keep the sequences open in this incarnation: the plan's, not one it replaced (a
+        sequence Triton reaped, say)."""
+        if before is not None and not plan.continued:
+            self._open.pop(self.sequences.sequence_id_of(key, before), None)
         if plan.state.open:
-            self._open[sequence_id] = (key, plan.state)
+            self._open[plan.sequence_id] = (key, plan.state)
         else:
-            self._open.pop(sequence_id, None)
+            self._open.pop(plan.sequence_id, None)
 
-    def end_open_sequences(self) -> None:
-        """END every sequence this session holds open (at the end of the input)."""
-        if self._open:
-            log.info("Ending %d open sequence(s) of model %s.", len(self._open),
-                     self._records.model)
-        for key, state in list(self._open.values()):
+    def end_open_sequences(self, within: float = CLOSE_SECONDS) -> None:
+        """END every sequence this session holds open (at the end of the input, or when the
+        task is cancelled): one attempt each, all within ``within`` seconds, and none after a
+        sign that the server is unwell (the others would wait as long). Triton reaps what is
+        left, untold."""
+        pending, self._open = list(self._open.values()), {}
+        if not pending:
+            return
+        records = self._records
+        log.info("Ending %d open sequence(s) of model %s.", len(pending), records.model)
+        deadline = time.monotonic() + within
+        ended, why = 0, f"close() ends sequences for at most {within:g} s"
+        for key, state in pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             end = self.sequences.end(state, key).end
             assert end is not None
-            self._end(end)
+            try:
+                records.guard.send(self._transport, self._request(end),
+                                   resend_delivered=False, within=left)
+                ended += 1
+            except TritonRequestError as error:
+                why = str(error)
+                if (error.last_attempt or error).retryable or isinstance(
+                        error, TritonCircuitOpenError):
+                    break
+        if ended < len(pending):
+            log.warning(
+                "%d of %d open sequence(s) of model %s were not ended at close (%s); Triton "
+                "ends them after the model's max_sequence_idle_microseconds without telling "
+                "the model.", len(pending) - ended, len(pending), records.model, why)
 
     def _requests(self, plan: RecordPlan) -> list[InferRequest]:
         """The plan's requests; raises :class:`_StaleReplay` if a replayed input (kept in
@@ -499,6 +645,8 @@ class BatchInferenceSession:
         sequence per result field (the outputs, then ok and error with 'error-fields'); a
         row skipped for a NULL has None in every field."""
         rows = len(columns[0]) if columns else 0
+        if rows == 0:  # nothing to send (nor to concatenate): empty fields
+            return self._merged(0, [], [])
         null_rows, failures = self._null_rows(nulls)
         indices = np.arange(rows) if null_rows is None else np.flatnonzero(~null_rows)
         chunks, in_order = self._chunks(columns, indices)
@@ -584,7 +732,17 @@ class BatchInferenceSession:
     async def _send_all(self, columns: Sequence[Sequence[Any]], chunks: list[np.ndarray]
                         ) -> list[list[Sequence[Any]] | TritonRequestError]:
         # (the transport lets 'max-concurrent-requests' of them in flight at a time)
-        return list(await asyncio.gather(*(self._send(columns, chunk) for chunk in chunks)))
+        tasks = [asyncio.ensure_future(self._send(columns, chunk)) for chunk in chunks]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            # One failed for good (no fallback): the others must not run on into the loop's
+            # next run or its close, holding their connections. (asyncio.TaskGroup, 3.11+)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            raise
 
     async def _send(self, columns: Sequence[Sequence[Any]], chunk: np.ndarray
                     ) -> list[Sequence[Any]] | TritonRequestError:

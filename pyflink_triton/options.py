@@ -116,8 +116,21 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint.parse(text)
 
 
+# Flink's FactoryUtil.discoverFactory compares factoryIdentifier().equals(provider): no
+# trimming, no lower-casing. A CREATE MODEL with 'Triton' is stored and finds no provider.
+PROVIDER_SPELLING = ("Flink matches a model's 'provider' exactly and case-sensitively "
+                     f"(no trimming, no lower-casing); write '{PROVIDER}'")
+
+
+def is_provider_misspelled(text: str) -> bool:
+    """Whether ``text`` means this provider (' Triton ') but is not what Flink matches."""
+    return text != PROVIDER and text.strip().lower() == PROVIDER
+
+
 def parse_provider(text: str) -> str:
-    if text.strip() != PROVIDER:
+    if is_provider_misspelled(text):
+        raise ValueError(PROVIDER_SPELLING)
+    if text != PROVIDER:
         raise ValueError(f"this package implements the '{PROVIDER}' provider only")
     return PROVIDER
 
@@ -164,6 +177,22 @@ def parse_positive_int(text: str) -> int:
     return int(text)
 
 
+def parse_int_between(low: int, high: int) -> Callable[[str], int]:
+    """A parser of an integer from ``low`` to ``high``, both included."""
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"\s*\+?\d+\s*", text):
+            raise ValueError("not a non-negative integer")
+        if not low <= int(text) <= high:
+            raise ValueError(f"the value must be from {low} to {high}")
+        return int(text)
+    return parse
+
+
+# Requests a subtask may have in flight: each holds a connection (a file descriptor) of the
+# Python worker, whose default limit is 1024 in all.
+MAX_CONCURRENT_REQUESTS = 512
+
+
 def parse_fraction(text: str) -> float:
     """A number in (0, 1]."""
     try:
@@ -179,10 +208,49 @@ def parse_any_text(text: str) -> str:
     return text  # parsed later, against something only known then (the output type)
 
 
+def _unsendable_character(text: str) -> str | None:
+    """The kind of the first character of ``text`` that an HTTP header value or gRPC metadata
+    (printable ASCII, 0x20-0x7E) cannot carry, or None. Never the character itself: the texts
+    checked here are secrets."""
+    for char in text:
+        if char in "\r\n":
+            return "a line break (CR or LF), which would start another header line"
+        if char == "\0":
+            return "a NUL character"
+        if char < " " or char == "\x7f":
+            return "a control character"
+        if char > "~":
+            return "a non-ASCII character"
+    return None
+
+
+_PRINTABLE_ASCII_ONLY = "HTTP headers and gRPC metadata carry printable ASCII only (0x20-0x7E)"
+
+
+def parse_auth_token(text: str) -> str:
+    token = parse_text(text)
+    unsendable = _unsendable_character(token)
+    if unsendable is not None:
+        raise ValueError(f"the token contains {unsendable}; it is sent as the Authorization "
+                         f"header, and {_PRINTABLE_ASCII_ONLY}")
+    return token
+
+
 # Headers that the transport computes itself; a user value would corrupt the request.
 _RESERVED_HEADERS = {"content-length", "content-type", "content-encoding",
                      "inference-header-content-length", "host", "transfer-encoding"}
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token; fullmatch it
+
+
+class _QuotingError(ValueError):
+    """A quoting mistake found by :func:`_split_escaped`. Its text gives the character position
+    (useful for names); ``reason`` and ``part`` (the 1-based number of the part it is in) let
+    the parsers of secret values say what is wrong without pointing into the value."""
+
+    def __init__(self, reason: str, part: int, position: int | None = None) -> None:
+        super().__init__(reason if position is None else f"{reason} at position {position}")
+        self.reason = reason
+        self.part = part
 
 
 def _split_escaped(text: str, delimiter: str) -> list[str]:
@@ -199,12 +267,12 @@ def _split_escaped(text: str, delimiter: str) -> list[str]:
         elif char.isspace():
             position += 1
         elif not expect_part:
-            raise ValueError(f"illegal quoting at position {position - 1}")
+            raise _QuotingError("illegal quoting", len(parts), position - 1)
         elif char in "'\"":
             end, chunk = position + 1, []
             while True:
                 if end >= len(text):
-                    raise ValueError("a quote is not closed")
+                    raise _QuotingError("a quote is not closed", len(parts) + 1)
                 if text[end] == char and text[end + 1:end + 2] == char:
                     chunk.append(char)
                     end += 2
@@ -219,7 +287,7 @@ def _split_escaped(text: str, delimiter: str) -> list[str]:
             end = position
             while end < len(text) and text[end] != delimiter:
                 if text[end] in "'\"":
-                    raise ValueError(f"illegal quoting at position {end}")
+                    raise _QuotingError("illegal quoting", len(parts) + 1, end)
                 end += 1
             parts.append(text[position:end].strip())
             position, expect_part = end, False
@@ -254,18 +322,39 @@ parse_null_input = parse_choice("fail", "skip", what="NULL input behaviours")
 
 
 def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """``NAME:value,NAME2:value2``. A reason names the entry by its number and never shows its
+    text: the values are secrets, and a malformed entry may well be a token."""
+    try:
+        entries = _split_escaped(text, ",")
+    except _QuotingError as e:
+        raise ValueError(f"entry {e.part}: {e.reason}") from None
     headers = []
-    for entry in _split_escaped(text, ","):
-        pair = _split_escaped(entry, ":")
-        if len(pair) != 2:
-            raise ValueError("each entry must be NAME:value")
-        name, value = pair
-        if not _HEADER_NAME.match(name):
-            raise ValueError(f"'{name}' is not a valid HTTP header name")
-        if name.lower() in _RESERVED_HEADERS:
-            raise ValueError(f"the header '{name}' is set by the client itself")
-        headers.append((name, value))
+    for number, entry in enumerate(entries, start=1):
+        try:
+            headers.append(_parse_header(entry))
+        except ValueError as e:
+            raise ValueError(f"entry {number}: {e}") from None
     return tuple(headers)
+
+
+def _parse_header(entry: str) -> tuple[str, str]:
+    """One ``NAME:value`` entry; the ValueError's text shows no part of it but a reserved name."""
+    try:
+        pair = _split_escaped(entry, ":")
+    except _QuotingError as e:
+        raise ValueError(e.reason) from None
+    if len(pair) != 2:
+        raise ValueError("it is not NAME:value")
+    name, value = pair
+    if not _HEADER_NAME.fullmatch(name):  # (match would let a final LF through its $)
+        raise ValueError("the name is not a valid HTTP header name (letters, digits and "
+                         "!#$%&'*+-.^_`|~ only, no spaces)")
+    if name.lower() in _RESERVED_HEADERS:  # a fixed known word, safe to show
+        raise ValueError(f"the header '{name}' is set by the client itself")
+    unsendable = _unsendable_character(value)
+    if unsendable is not None:
+        raise ValueError(f"the value contains {unsendable}; {_PRINTABLE_ASCII_ONLY}")
+    return name, value
 
 
 VECTORIZED_SEQUENCE_ERROR = (
@@ -324,8 +413,8 @@ class TritonOptions:
         "sequence-id-counter-init-strategy", parse_counter_init_strategy, "zero or nano-time",
         "Where the auto-increment counter starts in each open(): 'zero' (Flink's Java "
         "provider; a restarted or resubmitted job sends the same IDs again, each a complete "
-        "one-request sequence) or 'nano-time' (the wall-clock time in nanoseconds, so IDs "
-        "never repeat across failovers and resubmits, in the same format). Needs "
+        "one-request sequence) or 'nano-time' (the wall-clock time in nanoseconds, so a "
+        "job's IDs never repeat across its failovers and resubmits, in the same format). Needs "
         "sequence-id-auto-increment.", "zero")
     sequence_id_type: Literal["string", "uint64"] = _option(
         "sequence-id-type", parse_sequence_id_type, "string or uint64",
@@ -348,15 +437,17 @@ class TritonOptions:
     sequence_replay_records: int = _option(
         "sequence-replay-records", parse_non_negative_int, "a non-negative integer",
         "Keyed sequences only: keep each key's last N inputs in Flink state and, when the "
-        "key's sequence has to start again (after a failover, or a request that failed for "
-        "good), send them into the new sequence first (outputs discarded), so a model with "
-        "bounded memory resumes in an equivalent state.", 0)
+        "key's sequence has to start again (after a failover, a request that failed for good "
+        "or may have reached the model, or a sequence Triton reaped or lost in a restart), "
+        "send them into the new sequence first (outputs discarded), so a model with bounded "
+        "memory resumes in an equivalent state. 0: such a sequence starts from scratch.", 0)
     priority: int | None = _option(
-        "priority", parse_non_negative_int, "a non-negative integer",
+        "priority", parse_int_between(0, 2**64 - 1),
+        "an integer from 0 to 2^64-1 (an unsigned 64-bit integer on the wire)",
         "Request priority sent as the priority parameter (0 is the model's default; lower "
         "values are served first when the model enables priority levels).")
     auth_token: str | None = _option(
-        "auth-token", parse_text, "a non-empty token",
+        "auth-token", parse_auth_token, "a non-empty token",
         "Sent as 'Authorization: Bearer <token>' (a value that already starts with 'Bearer ' "
         "is sent as is). Never logged.", secret=True)
     custom_headers: tuple[tuple[str, str], ...] = _option(
@@ -468,7 +559,8 @@ class TritonOptions:
         "(TritonScalarFunction, TritonAsyncScalarFunction, TritonVectorizedFunction) are the "
         "modes themselves.")
     max_concurrent_requests: int = _option(
-        "max-concurrent-requests", parse_positive_int, "a positive integer",
+        "max-concurrent-requests", parse_int_between(1, MAX_CONCURRENT_REQUESTS),
+        f"an integer from 1 to {MAX_CONCURRENT_REQUESTS}",
         "Requests in flight per parallel subtask in the 'async' and 'vectorized' modes; also "
         "the size of the connection pool. For 'async', create_model and CREATE MODEL set "
         "PyFlink's table.exec.async-scalar.max-concurrent-operations to it (and its timeout "
@@ -597,8 +689,8 @@ class TritonOptions:
             raise TritonConfigError(
                 "'binary-data' = 'false' (JSON tensors) exists only over HTTP; gRPC always "
                 "sends raw tensors. Remove it or use 'protocol' = 'http'.")
-        if self.mode == "vectorized" and self.sequence_id is not None:
-            raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
+        if self.mode == "vectorized":  # (one function takes it; the others are checked when
+            self.check_mode(self.mode)  # the function is created: 'sync' may be a keyed one)
         self._check_reliability()
         self._check_tls()
         credentials = [what for what, present in (
@@ -611,6 +703,37 @@ class TritonOptions:
             raise TritonConfigError(
                 f"{' and '.join(credentials)} are all sent as the Authorization header; keep "
                 "one of them.")
+
+    def check_mode(self, mode: Mode) -> None:
+        """Refuse options that do nothing, or something wrong, when the model is called in
+        ``mode``: 'sync', 'async' or 'vectorized', or 'keyed' for keyed sequences."""
+        self.check_sequence_scope(mode == "keyed")
+        if self.mode not in (None, mode) and mode != "keyed":
+            raise TritonConfigError(
+                f"'mode' = '{self.mode}' does not fit this function, which calls the model in "
+                f"{_MODE_NAMES[mode]}; remove 'mode', or use the function of that mode.")
+        unused: dict[tuple[Mode, ...], list[str]] = {}
+        for key, modes in MODE_ONLY_OPTIONS.items():
+            if mode not in modes and self._differs_from_default(key):
+                unused.setdefault(modes, []).append(repr(key))
+        for modes, keys in unused.items():
+            where = " and ".join(_MODE_NAMES[m] for m in modes)
+            raise TritonConfigError(
+                f"{', '.join(keys)} appl{'y' if len(keys) > 1 else 'ies'} only to {where}, and "
+                f"this function calls the model in {_MODE_NAMES[mode]}; remove "
+                f"{'them' if len(keys) > 1 else 'it'}.")
+        if self.sequence_id is None or mode == "keyed":
+            return
+        if mode == "vectorized":
+            raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
+        if mode == "async" and not self.sequence_id_auto_increment:
+            raise TritonConfigError(
+                f"'mode' = 'async' with the fixed 'sequence-id' = '{self.sequence_id}' would "
+                "send up to 'max-concurrent-requests' requests of one Triton sequence at once, "
+                "on separate connections, so the model would get its steps in any order. Use "
+                "'sequence-id-auto-increment' = 'true' (a sequence per request), keyed "
+                "sequences (one sequence per key, TritonKeyedSequenceFunction) or the 'sync' "
+                "mode.")
 
     def check_sequence_scope(self, keyed: bool) -> None:
         """Refuse options of the other kind of function: keyed sequences (one sequence per
@@ -703,7 +826,20 @@ class TritonOptions:
     __str__ = __repr__
 
 
-_KEYED_ONLY = ("sequence-idle-timeout", "sequence-replay-records")
+Mode = Literal["sync", "async", "vectorized", "keyed"]
+_MODE_NAMES: dict[Mode, str] = {
+    "sync": "the 'sync' mode", "async": "the 'async' mode", "vectorized": "the 'vectorized' mode",
+    "keyed": "keyed sequences (TritonKeyedSequenceFunction on a keyed DataStream)"}
+
+# The options that only some ways of calling the model use (every mode takes the others): in
+# any other, an option would do nothing while seeming to, so it is refused.
+MODE_ONLY_OPTIONS: dict[str, tuple[Mode, ...]] = {
+    "max-concurrent-requests": ("async", "vectorized"),
+    "batch-size": ("vectorized",),
+    "sequence-idle-timeout": ("keyed",),
+    "sequence-replay-records": ("keyed",),
+}
+_KEYED_ONLY = tuple(k for k, modes in MODE_ONLY_OPTIONS.items() if modes == ("keyed",))
 
 
 def _fields_with_specs():

@@ -17,8 +17,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
-from .errors import TritonCircuitOpenError, TritonRequestError
+from .endpoint import Endpoint
+from .errors import TritonCircuitOpenError
 from .metrics import InferenceMetrics
 from .options import TritonOptions
 from .resilience import Admission, Attempts, BreakerState, CircuitBreaker, RetryPolicy
@@ -28,10 +30,13 @@ from .transport import (
     InferResponse,
     ModelRef,
     Transport,
+    as_request_error,
     connect,
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RequestGuard:
@@ -54,13 +59,18 @@ class RequestGuard:
         breaker = "circuit breaker on" if self.breaker else "no circuit breaker"
         return f"{self.policy.describe()}, {breaker}"
 
-    def send(self, transport: Transport, request: InferRequest) -> InferResponse:
-        run = _Run(self, request)
+    def send(self, transport: Transport, request: InferRequest, *,
+             resend_delivered: bool = True, within: float | None = None) -> InferResponse:
+        """Send ``request`` under the policy. ``resend_delivered`` False: retry only failures
+        that prove the request never reached the server (for the steps of a long-lived
+        sequence, which a model would apply twice). ``within``: one attempt only, of at most
+        that many seconds (what a function sends as it closes)."""
+        run = _Run(self, request, resend_delivered, within)
         with run:
             while True:
                 try:
                     response = transport.infer(run.next_attempt())
-                except TritonRequestError as error:
+                except Exception as error:
                     time.sleep(run.failed(error))  # (raises when the record gives up)
                     continue
                 run.succeeded()
@@ -73,18 +83,48 @@ class RequestGuard:
             while True:
                 try:
                     response = await transport.infer(run.next_attempt())
-                except TritonRequestError as error:
+                except Exception as error:
                     await asyncio.sleep(run.failed(error))
                     continue
                 run.succeeded()
                 return response
 
 
+def call_with_retries(policy: RetryPolicy, call: Callable[[float], T], what: str,
+                      endpoint: Endpoint, model: ModelRef,
+                      clock: Callable[[], float] = time.monotonic,
+                      sleep: Callable[[float], None] = time.sleep,
+                      uniform: Callable[[], float] = random.random) -> T:
+    """``call(timeout)`` (``what`` it does, for messages) under the retry policy of the
+    records: transient failures are retried with the same backoff, within the same bound
+    (``timeout``: the seconds the attempt may take), each wait logged as a warning; when the
+    policy gives up, the last error is raised. For what a function does before its first
+    record (open(): a server that restarts with the job must not fail it)."""
+    attempts = Attempts(policy, clock(), uniform)
+    while True:
+        timeout = attempts.start(clock())
+        try:
+            return call(timeout)
+        except Exception as failure:
+            error = as_request_error(failure, endpoint, model)
+            wait = attempts.wait_before_retry(error, clock())
+            if wait is None:  # (after one attempt: its error as is, as without retries)
+                final = error if attempts.made == 1 else attempts.gave_up(
+                    error, f"{what} at {endpoint}")
+                # (chained to a surprise from below, whose traceback tells where it came from)
+                raise final from (None if failure is error else failure)
+        log.warning("%s at %s failed (attempt %d of at most %d); trying again in %.2f s. "
+                    "Cause: %s", what[0].upper() + what[1:], endpoint, attempts.made,
+                    policy.max_retries + 1, wait, error)
+        sleep(wait)
+
+
 class _Run:
     """One logical request going through its attempts; what both send loops share. As a
     context manager, it closes an attempt cut short (cancelled) and frees its breaker slot."""
 
-    def __init__(self, guard: RequestGuard, request: InferRequest) -> None:
+    def __init__(self, guard: RequestGuard, request: InferRequest,
+                 resend_delivered: bool = True, within: float | None = None) -> None:
         self.guard = guard
         self.request = request
         metrics = guard.metrics
@@ -97,7 +137,9 @@ class _Run:
                 metrics.failures.inc()
                 raise self._breaker_open(breaker, admission)
             self.admission = admission
-        self.attempts = Attempts(guard.policy, guard.clock(), guard.uniform)
+        policy = guard.policy if within is None else dataclasses.replace(
+            guard.policy, max_retries=0, record_timeout=within)
+        self.attempts = Attempts(policy, guard.clock(), guard.uniform, resend_delivered)
         self._started: float | None = None  # while an attempt is out
         self._outcome_recorded = False
 
@@ -138,10 +180,11 @@ class _Run:
             breaker.record(success, self.admission)
         self._outcome_recorded = True
 
-    def failed(self, error: TritonRequestError) -> float:
+    def failed(self, failure: Exception) -> float:
         """The wait before the next attempt; raises the record's error when it gives up."""
         self._attempt_done()
         guard, attempts = self.guard, self.attempts
+        error = as_request_error(failure, guard.endpoint, self.request.model)
         wait = attempts.wait_before_retry(error, guard.clock())
         if wait is not None and guard.breaker is not None and guard.breaker.open_for():
             wait, attempts.gave_up_because = None, "the circuit breaker opened meanwhile"
@@ -152,12 +195,8 @@ class _Run:
         # Only a transient failure says the server is unwell: an answer such as a 4xx shows
         # it up and serving.
         self._record(not error.retryable)
-        if attempts.made == 1 and not error.retryable:
-            raise error
-        raise TritonRequestError(
-            f"Gave up on the request to model {self.request.model} at {guard.endpoint} after "
-            f"{attempts.made} attempt(s) ({attempts.gave_up_because}). Last cause: {error}"
-        ) from None
+        raise attempts.gave_up(error, f"the request to model {self.request.model} at "
+                                      f"{guard.endpoint}")
 
     def _breaker_open(self, breaker: CircuitBreaker, wait: float) -> TritonCircuitOpenError:
         where = f"model {self.request.model} at {self.guard.endpoint}"
@@ -215,7 +254,8 @@ class HealthCheck:
                 self._transport = connect(self._options)
             transport = self._transport
             return transport.server_live(self._model) or transport.server_ready(self._model)
-        except TritonRequestError:
+        except Exception as e:  # (a probe thread that died would report nothing any more)
+            log.debug("Health probe of %s failed: %s", self._options.endpoint, e)
             return False
 
     def _close_transport(self) -> None:

@@ -72,13 +72,17 @@ def _total_backoff(initial: float, maximum: float, retries: int) -> float:
 
 
 class Attempts:
-    """One record's attempts: how long the next may take, and whether (when) to make it."""
+    """One record's attempts: how long the next may take, and whether (when) to make it.
+    ``resend_delivered`` False: a failure after which the request may have reached the server
+    is not retried (a step of a long-lived sequence would be applied twice)."""
 
-    def __init__(self, policy: RetryPolicy, now: float, uniform: Callable[[], float]) -> None:
+    def __init__(self, policy: RetryPolicy, now: float, uniform: Callable[[], float],
+                 resend_delivered: bool = True) -> None:
         self.policy = policy
         self.made = 0  # attempts started so far
         self.deadline = now + policy.record_timeout
         self._uniform = uniform
+        self._resend_delivered = resend_delivered
         self.gave_up_because = ""  # why the last failure ended the record, for messages
 
     def start(self, now: float) -> float:
@@ -91,6 +95,9 @@ class Attempts:
         policy = self.policy
         if not error.retryable:
             self.gave_up_because = "not retryable"
+        elif not self._resend_delivered and error.maybe_delivered:
+            self.gave_up_because = ("it may have reached the model, and a step of a sequence "
+                                    "sent twice would be applied twice")
         elif self.made > policy.max_retries:
             self.gave_up_because = f"'max-retries' = {policy.max_retries}"
         else:
@@ -100,6 +107,19 @@ class Attempts:
             self.gave_up_because = (f"the record's time limit of {policy.record_timeout:g} s "
                                     "('record-timeout') would pass before the next attempt")
         return None
+
+    def gave_up(self, error: TritonRequestError, what: str) -> TritonRequestError:
+        """The error to raise once :meth:`wait_before_retry` gave up after ``error``: ``error``
+        itself when one attempt failed for good at once, else one that says how many attempts
+        were made and why they stopped, keeping ``error`` as its ``last_attempt``."""
+        if self.made == 1 and not error.retryable:
+            return error
+        gave_up = TritonRequestError(
+            f"Gave up on {what} after {self.made} attempt(s) ({self.gave_up_because}). "
+            f"Last cause: {error}")
+        gave_up.last_attempt = error
+        gave_up.maybe_delivered = error.maybe_delivered
+        return gave_up
 
 
 class Admission(enum.Enum):

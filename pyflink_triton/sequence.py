@@ -22,9 +22,9 @@ A record draws its ID once; anything that resends the record (a retry) must reus
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -62,28 +62,127 @@ class SequencePolicy:
                    options.sequence_start, options.sequence_end, options.sequence_id_type,
                    options.sequence_id_counter_init_strategy)
 
-    def for_subtask(self, subtask_index: int,
-                    now_ns: Callable[[], int] = time.time_ns) -> SequenceIdGenerator:
-        """The generator of one open(); ``now_ns``: the wall clock, for 'nano-time'."""
+    def check_senders(self, parallelism: int) -> None:
+        """Refuse a fixed sequence ID for a function with several parallel instances: each
+        would send into the one Triton sequence, interleaving its steps (and a START from one
+        silently ends another's run)."""
+        if self.base_id is None or self.auto_increment or parallelism <= 1:
+            return
+        raise TritonConfigError(
+            f"The fixed 'sequence-id' = '{self.base_id}' is used by all {parallelism} parallel "
+            "instances of the function, which would interleave their records in one Triton "
+            "sequence (a START from one silently ends another's run). Use "
+            "'sequence-id-auto-increment' = 'true' (each request its own sequence), keyed "
+            "sequences (one sequence per key, TritonKeyedSequenceFunction), or a parallelism "
+            "of 1 for this function.")
+
+    def for_subtask(self, subtask_index: int, now_ns: Callable[[], int] = time.time_ns,
+                    live: LiveSequences | None = None, attempt: int = 0) -> SequenceIdGenerator:
+        """The generator of one open(); ``now_ns``: the wall clock, for 'nano-time'.
+        ``live``: the registry of the function instances alive in this process, which share
+        one counter per base and subtask (see :class:`LiveSequences`); None: a counter of its
+        own. ``attempt``: the open()'s attempt number (fixed IDs)."""
         first = now_ns() if self.counter_init == "nano-time" else 0
-        return SequenceIdGenerator(self, subtask_index, first)
+        if live is None or self.base_id is None:
+            return SequenceIdGenerator(self, subtask_index, first)
+        return live.join(self, subtask_index, first, attempt)
+
+
+class _Counter:
+    """The next auto-increment counter value; shared by the instances of one base."""
+
+    def __init__(self, first: int) -> None:
+        self._next = first
+        self._lock = threading.Lock()  # (records are drawn on several threads in async modes)
+        self.users = 0
+
+    def draw(self) -> int:
+        with self._lock:
+            value, self._next = self._next, self._next + 1
+            return value
+
+    def start_at_least(self, value: int) -> int:
+        """Move the counter forward to ``value`` (never back); the next value it gives."""
+        with self._lock:
+            self._next = max(self._next, value)
+            return self._next
+
+
+class LiveSequences:
+    """The sequence IDs of the function instances alive in one process (a Python worker).
+
+    Instances with the same base and subtask index run in one worker when a query calls a model
+    twice (``SELECT m(a), m(b)``) or two models share a 'sequence-id'. With auto-increment they
+    draw from one counter here, so no ID is issued twice while they live (with 'zero' each
+    would count from 0; with 'nano-time' two opens in one clock tick would too). A fixed
+    'sequence-id' cannot be shared at all: two senders would interleave one Triton sequence,
+    so a second instance of the same attempt is refused. An instance leaves at close(); one
+    that never closes (a failover) only keeps its counter from starting over.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, int, str], _Counter] = {}
+        # Fixed IDs in use (Triton tells "42" from 42: so does the key).
+        self._fixed: set[tuple[str, str, int, int]] = set()
+
+    def join(self, policy: SequencePolicy, subtask_index: int, first: int,
+             attempt: int) -> SequenceIdGenerator:
+        assert policy.base_id is not None
+        with self._lock:
+            if not policy.auto_increment:
+                key = (policy.base_id, policy.id_type, subtask_index, attempt)
+                if key in self._fixed:
+                    raise TritonConfigError(
+                        f"The fixed 'sequence-id' = '{policy.base_id}' is already used by "
+                        f"another function instance of subtask {subtask_index} in this worker "
+                        "(the model called twice in one query, or two models with the same "
+                        "'sequence-id'): two senders would interleave one Triton sequence. Give "
+                        "each model its own 'sequence-id', or use "
+                        "'sequence-id-auto-increment' or keyed sequences.")
+                self._fixed.add(key)
+                return SequenceIdGenerator(policy, subtask_index, first,
+                                           release=lambda: self._leave_fixed(key))
+            key = (policy.base_id, subtask_index, policy.counter_init)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = _Counter(first)
+            counter.users += 1
+            first = counter.start_at_least(first)
+            return SequenceIdGenerator(policy, subtask_index, first, counter,
+                                       release=lambda: self._leave(key, counter))
+
+    def _leave(self, key: tuple[str, int, str], counter: _Counter) -> None:
+        with self._lock:
+            counter.users -= 1
+            if counter.users <= 0 and self._counters.get(key) is counter:
+                del self._counters[key]
+
+    def _leave_fixed(self, key: tuple[str, str, int, int]) -> None:
+        with self._lock:
+            self._fixed.discard(key)
+
+
+# The registry of this process, used by every function instance (``inference``).
+LIVE_SEQUENCES = LiveSequences()
 
 
 class SequenceIdGenerator:
-    """The sequence IDs of one parallel subtask (one function instance)."""
+    """The sequence IDs of one function instance (one parallel subtask)."""
 
-    def __init__(self, policy: SequencePolicy, subtask_index: int, first: int = 0) -> None:
+    def __init__(self, policy: SequencePolicy, subtask_index: int, first: int = 0,
+                 counter: _Counter | None = None,
+                 release: Callable[[], None] | None = None) -> None:
         self.policy = policy
         self.subtask_index = subtask_index
-        self.first = first
-        # next() on itertools.count is atomic under the GIL: safe if records are drawn
-        # from several threads (async modes).
-        self._counter = itertools.count(first)
+        self.first = first  # where this instance's counter started (or stood, when shared)
+        self._counter = counter or _Counter(first)
+        self._release = release
         self._issued = 0
 
     @property
     def issued(self) -> int:
-        """How many auto-incremented IDs this subtask has drawn."""
+        """How many auto-incremented IDs this instance has drawn."""
         return self._issued
 
     def describe(self) -> str:
@@ -91,7 +190,7 @@ class SequenceIdGenerator:
         if policy.base_id is None:
             return "no sequence ID"
         if policy.auto_increment:
-            start = ("0" if policy.counter_init == "zero"
+            start = (f"{self.first}" if policy.counter_init == "zero"
                      else f"{self.first} (nano-time: the wall clock in ns at open())")
             return (f"sequence IDs {policy.base_id}-{self.subtask_index}-<counter> "
                     f"(subtask {self.subtask_index}, counter from {start})")
@@ -106,11 +205,17 @@ class SequenceIdGenerator:
             sequence_id: str | int = (int(policy.base_id) if policy.id_type == "uint64"
                                       else policy.base_id)
             return SequenceParams(sequence_id, policy.start, policy.end)
-        counter = next(self._counter)
-        self._issued = counter - self.first + 1
+        counter = self._counter.draw()
+        self._issued += 1
         sequence_id = f"{policy.base_id}-{self.subtask_index}-{counter}"
         log.debug("sequence ID %s", sequence_id)
         return SequenceParams(sequence_id, policy.start, policy.end)
+
+    def close(self) -> None:
+        """Leave the process's registry (at the instance's close())."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 # --- keyed sequences ---------------------------------------------------------------------------
@@ -187,6 +292,15 @@ class RecordPlan:
     def replayed(self) -> int:
         return len(self.sends) - 1
 
+    @property
+    def sequence_id(self) -> str | int:
+        return self.sends[-1].sequence.sequence_id
+
+    @property
+    def continued(self) -> bool:
+        """Whether the record continues the key's open sequence (else it starts one)."""
+        return not self.sends[0].sequence.start
+
 
 @dataclass(frozen=True)
 class IdlePlan:
@@ -210,6 +324,9 @@ class KeyedSequencePolicy:
     base_id: str
     idle_timeout: timedelta
     replay_records: int = 0
+    # The model's max_sequence_idle_microseconds: a sequence idle that long is gone from
+    # Triton (reaped, the model untold). None: not known, never assumed reaped.
+    reaped_after: timedelta | None = None
 
     @classmethod
     def for_model(cls, options: TritonOptions, model: str,
@@ -235,7 +352,7 @@ class KeyedSequencePolicy:
                 f"'{model}''s max_sequence_idle_microseconds ({format_duration(reaped_after)}): "
                 "after that Triton drops an idle sequence without telling the model, before "
                 "the function's END.")
-        return cls(options.sequence_id, idle, options.sequence_replay_records)
+        return cls(options.sequence_id, idle, options.sequence_replay_records, reaped_after)
 
     @cached_property
     def _key_room(self) -> int:
@@ -258,6 +375,8 @@ class KeyedSequences:
         self.policy = policy
         self.incarnation = incarnation
         self._idle_ms = max(1, policy.idle_timeout // timedelta(milliseconds=1))
+        self._reaped_ms = (None if policy.reaped_after is None
+                           else policy.reaped_after // timedelta(milliseconds=1))
 
     def describe(self) -> str:
         policy = self.policy
@@ -265,23 +384,35 @@ class KeyedSequences:
                 f"{self.incarnation}), END after {self._idle_ms} ms idle, replaying up to "
                 f"{policy.replay_records} input(s) into a restarted sequence")
 
-    def continues(self, state: KeySequence | None) -> bool:
-        """Whether the key's next record belongs to its open sequence."""
-        return state is not None and state.open and state.incarnation == self.incarnation
+    def continues(self, state: KeySequence | None, now_ms: int) -> bool:
+        """Whether the key's next record (at processing time ``now_ms``) belongs to its open
+        sequence: one of this incarnation that Triton still holds. A key idle past the model's
+        max_sequence_idle_microseconds has lost it to Triton's reaper, even if its idle END
+        has not come yet (timers fire late under backpressure)."""
+        if state is None or not state.open or state.incarnation != self.incarnation:
+            return False
+        return not self._reaped(state, now_ms)
+
+    def _reaped(self, state: KeySequence, now_ms: int) -> bool:
+        """Whether Triton's reaper has dropped the key's sequence by ``now_ms``. (The key's
+        last activity is taken before its last request was sent, so this idle time is never
+        shorter than Triton's, which starts when that request arrived.)"""
+        return self._reaped_ms is not None and now_ms - state.last_activity_ms >= self._reaped_ms
 
     def record(self, state: KeySequence | None, key: Any, values: Inputs, end: bool,
                now_ms: int) -> RecordPlan:
         """The requests of one record of ``key``, whose state is ``state`` (None: never
         seen), and the state once they were answered."""
         policy = self.policy
-        continues = self.continues(state)
+        continues = self.continues(state, now_ms)
         if continues:
             assert state is not None
             number, replay = state.number, ()
         else:
             number = 0 if state is None else state.number + 1
             # Inputs survive in ``recent`` only when the last sequence was interrupted (a
-            # failover, a failure), never after an END, which the model acted on.
+            # failover, a failure, Triton's reaper), never after an END, which the model acted
+            # on.
             replay = state.recent[-policy.replay_records:] if (
                 state is not None and policy.replay_records) else ()
         sequence_id = policy.sequence_id(key, self.incarnation, number)
@@ -305,7 +436,7 @@ class KeyedSequences:
         """The key's state after its record failed for good: the sequence is abandoned (Triton
         may or may not hold it), so the key's next record starts a new one, replaying the
         inputs the abandoned one had."""
-        if self.continues(state):
+        if plan.continued:
             assert state is not None
             recent = state.recent
         else:
@@ -320,19 +451,31 @@ class KeyedSequences:
         due = state.last_activity_ms + self._idle_ms
         if now_ms < due:  # a record came after the timer was set (and it was not deleted)
             return IdlePlan(None, replace(state, idle_timer_ms=due))
-        if state.incarnation != self.incarnation:
+        if state.incarnation != self.incarnation or self._reaped(state, now_ms):
             # Restored from before a failover: never touch the old ID (an old worker may
             # still use it; Triton reaps it). The timer measured the outage too, and the
             # source replays the key's records since the checkpoint: keep the inputs, so that
-            # the key's next sequence is warmed up as after any interruption.
+            # the key's next sequence is warmed up as after any interruption. Or the timer
+            # came so late that Triton reaped the sequence, untold: an END would meet a 400,
+            # and the key's next sequence is warmed up just the same.
             return IdlePlan(None, replace(state, open=False, idle_timer_ms=None,
                                           interrupted=True))
         return self.end(state, key)
+
+    def sequence_id_of(self, key: Any, state: KeySequence) -> str:
+        """The ID of the key's sequence that ``state`` describes."""
+        return self.policy.sequence_id(key, state.incarnation, state.number)
+
+    def abandoned_end(self, plan: RecordPlan) -> Send:
+        """An END for the sequence of a plan that failed in a way that may have reached the
+        model (so Triton may hold it open): it repeats the record's input as a flush."""
+        return Send(plan.sends[-1].values, SequenceParams(plan.sequence_id, False, True),
+                    flush=True)
 
     def end(self, state: KeySequence, key: Any) -> IdlePlan:
         """The END of the key's open sequence of this incarnation, sent by the function (when
         idle, or at the end of the input): it repeats the key's last input as a flush."""
         assert state.open and state.incarnation == self.incarnation, state
-        sequence_id = self.policy.sequence_id(key, state.incarnation, state.number)
-        end = Send(state.recent[-1], SequenceParams(sequence_id, False, True), flush=True)
+        end = Send(state.recent[-1], SequenceParams(self.sequence_id_of(key, state), False, True),
+                   flush=True)
         return IdlePlan(end, replace(state, open=False, idle_timer_ms=None, recent=()))

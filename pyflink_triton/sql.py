@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
+from .endpoint import redact_url_credentials
 from .errors import TritonConfigError
-from .options import PROVIDER
-from .table import _TritonFunction, configure_async, function_for
+from .options import PROVIDER, PROVIDER_SPELLING, is_provider_misspelled, option_specs
+from .table import _TritonFunction, check_async_model, configure_async, function_for
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+|--[^\n]*|/\*.*?\*/)
@@ -59,10 +60,12 @@ def _tokens(sql: str) -> Iterator[Token]:
     while position < len(sql):
         match = _TOKEN.match(sql, position)
         assert match is not None  # the symbol alternative matches any character
-        if match.lastgroup == "unterminated":
+        if match.lastgroup == "unterminated":  # (no text around it: it may hold a secret)
+            line = sql.count("\n", 0, position) + 1
+            column = position - (sql.rfind("\n", 0, position) + 1) + 1
             raise TritonConfigError(
-                f"Unterminated {match.group()} at offset {position} in SQL: "
-                f"{sql[position:][:60]!r}")
+                f"Unterminated {match.group()} at offset {position} in SQL (line {line}, "
+                f"column {column}).")
         if match.lastgroup != "space":
             yield Token(match.lastgroup or "symbol", match.group(), match.start(), match.end())
         position = match.end()
@@ -128,7 +131,8 @@ class _Parser:
         return token
 
     def error(self, what: str) -> TritonConfigError:
-        return TritonConfigError(f"Cannot parse CREATE MODEL: {what}.\n{self.text}")
+        return TritonConfigError(
+            f"Cannot parse CREATE MODEL: {what}.\n{_redacted(self.text, self.tokens)}")
 
     def identifier(self) -> Token:
         token = self.take()
@@ -176,13 +180,56 @@ class _Parser:
         while True:
             key, _, value = self.take(), self.expect("="), self.take()
             if key.kind != "string" or value.kind != "string":
+                shown = value.text if key.value in _SHOWN_OPTIONS else "***"
                 raise self.error(f"WITH options are 'key' = 'value' string literals, found "
-                                 f"{key.text} = {value.text}")
+                                 f"{key.text} = {shown}")
             if key.value in options:
                 raise self.error(f"option '{key.value}' is given twice")
             options[key.value] = value.value
             if self.expect(",", ")").text == ")":
                 return options
+
+
+def _redacted(text: str, tokens: list[Token]) -> str:
+    """The statement ``text`` (of ``tokens``) for a message, every option value masked but
+    those of this package's options that are no secret (an endpoint without its credentials):
+    a statement that does not parse may hold any provider's secrets, in any quoting."""
+    pieces, offset, position = [], tokens[0].start if tokens else 0, 0
+    for index, token in enumerate(tokens):
+        if not (token.kind == "symbol" and token.text == "="):
+            continue
+        key = tokens[index - 1] if index else None
+        value = _value_tokens(tokens, index + 1)
+        if not value:
+            continue
+        if key is not None and key.kind != "symbol" and key.value in _SHOWN_OPTIONS:
+            continue
+        shown = "'***'"
+        if (key is not None and key.kind == "string" and key.value == "endpoint"
+                and len(value) == 1 and value[0].kind == "string"):
+            shown = "'" + redact_url_credentials(value[0].value).replace("'", "''") + "'"
+        pieces += [text[position:value[0].start - offset], shown]
+        position = value[-1].end - offset
+    return "".join(pieces) + text[position:]
+
+
+def _value_tokens(tokens: list[Token], start: int) -> list[Token]:
+    """The tokens of an option's value from ``start``: up to the next ',' or ')' outside
+    brackets."""
+    depth, end = 0, start
+    while end < len(tokens):
+        text = tokens[end].text if tokens[end].kind == "symbol" else ""
+        if depth == 0 and text in (",", ")"):
+            break
+        depth += text in ("(", "[")
+        depth -= text in (")", "]")
+        end += 1
+    return tokens[start:end]
+
+
+# The option values a message may show.
+_SHOWN_OPTIONS = frozenset(spec.key for spec in option_specs()
+                           if not spec.secret and spec.key != "endpoint")
 
 
 def parse_create_model(text: str, tokens: list[Token]) -> CreateModel | None:
@@ -214,6 +261,21 @@ def parse_create_model(text: str, tokens: list[Token]) -> CreateModel | None:
     return statement
 
 
+def is_triton_model(statement: CreateModel | None) -> TypeGuard[CreateModel]:
+    """Whether ``statement`` is a CREATE MODEL of this package's provider, which
+    :func:`execute_sql` and the SQL-client export turn into a function. Other providers' models
+    are Flink's; one whose provider differs from ours only in case or spaces raises."""
+    if statement is None:
+        return False
+    provider = statement.options.get("provider")
+    if provider is not None and is_provider_misspelled(provider):
+        raise TritonConfigError(
+            f"Model '{statement.name}': with 'provider' = {provider!r}, Flink would store the "
+            "model and no function would call it, so the queries using it would fail. "
+            f"{PROVIDER_SPELLING}.")
+    return provider == PROVIDER
+
+
 def execute_sql(t_env: Any, sql_text: str,
                 model_options: Mapping[str, str] | None = None) -> Any:
     """Run one or more ``;``-separated statements; return the last statement's TableResult.
@@ -226,7 +288,7 @@ def execute_sql(t_env: Any, sql_text: str,
     result = None
     for text, tokens in split_statements(sql_text):
         statement = parse_create_model(text, tokens)
-        if statement is None or statement.options.get("provider") != PROVIDER:
+        if not is_triton_model(statement):
             result = t_env.execute_sql(text)
         else:
             statement.options.update(model_options or {})
@@ -246,9 +308,11 @@ def _create_triton_model(t_env: Any, statement: CreateModel) -> Any:
     # Validate (and derive undeclared columns) before Flink stores anything.
     adapter = statement.adapter()
     function = adapter.as_udf(statement.function_name)
-    result = t_env.execute_sql(statement.text)
     if adapter.MODE == "async":
-        configure_async(t_env, adapter.inference.options)
+        check_async_model(t_env, statement.name, adapter.inference.options)
+    result = t_env.execute_sql(statement.text)
     t_env.create_temporary_function(statement.name, function)
+    if adapter.MODE == "async":
+        configure_async(t_env, statement.name, adapter.inference.options)
     return result
 

@@ -17,7 +17,8 @@ subtask index and attempt number from Flink's ``FunctionContext`` and opens the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,9 +26,11 @@ import pandas as pd
 from pyflink.table.types import (
     BigIntType,
     DataType,
+    DecimalType,
     DoubleType,
     FloatType,
     IntType,
+    RowType,
     SmallIntType,
     TinyIntType,
 )
@@ -40,17 +43,29 @@ from pyflink.table.udf import (
 )
 
 from . import _pyflink_fixes
-from .errors import TritonConfigError
+from .errors import TritonConfigError, TritonRequestError
 from .inference import (
     AsyncInferenceSession,
     BatchInferenceSession,
     InferenceSession,
     TritonInference,
 )
-from .options import VECTORIZED_SEQUENCE_ERROR, TritonOptions
+from .options import TritonOptions
 from .signature import ColumnDeclaration, OutputDeclaration
 
-_pyflink_fixes.copy_rows_before_async_eval()  # here: this module is imported in the workers
+_pyflink_fixes.install()  # here: this module is imported in the workers
+
+_INTEGER_TYPES = (TinyIntType, SmallIntType, IntType, BigIntType)
+_FLOAT64_EXACT_LIMIT = 2**53  # float64 holds every integer below it; 2**53 may be 2**53 + 1
+
+
+def metric_group_of(get_metric_group: Callable[[], Any]) -> Any | None:
+    """The function's metric group, or None when 'python.metric.enabled' is false (PyFlink
+    then raises instead of giving one: the function runs without metrics)."""
+    try:
+        return get_metric_group()
+    except RuntimeError:
+        return None
 
 
 class _TritonFunction:
@@ -68,13 +83,13 @@ class _TritonFunction:
         is) the tensor of its own name unless 'input-names' / 'output-names' map it. What is
         not declared is taken from the model's metadata on the server: all its (required)
         inputs, and its output, or a ROW of its outputs when it has several."""
-        self.inference = TritonInference.create(options, inputs, output)
-        mode = self.inference.options.mode
-        if mode not in (None, self.MODE):
+        parsed = options if isinstance(options, TritonOptions) else TritonOptions.from_dict(options)
+        if parsed.mode not in (None, self.MODE):
             raise TritonConfigError(
-                f"'mode' = '{mode}' does not fit {type(self).__name__}, which is the "
-                f"'{self.MODE}' mode; use {_CLASSES[mode].__name__}, or create_model / "
+                f"'mode' = '{parsed.mode}' does not fit {type(self).__name__}, which is the "
+                f"'{self.MODE}' mode; use {_CLASSES[parsed.mode].__name__}, or create_model / "
                 "CREATE MODEL, which pick the class from 'mode'.")
+        self.inference = TritonInference.create(parsed, inputs, output, mode=self.MODE)
 
     @property
     def input_types(self) -> list[DataType]:
@@ -93,11 +108,13 @@ class _TritonFunction:
         return False  # each call is a request to a (possibly stateful) model
 
     def open(self, function_context: FunctionContext) -> None:
-        self._session = self._open_session(function_context.get_index_of_this_subtask(),
-                                           function_context.get_attempt_number(),
-                                           function_context.get_metric_group())
+        self._session = self._open_session(
+            function_context.get_index_of_this_subtask(), function_context.get_attempt_number(),
+            metric_group_of(function_context.get_metric_group),
+            function_context.get_number_of_parallel_subtasks() or 1)
 
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any) -> Any:
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
+                      parallelism: int) -> Any:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -109,9 +126,9 @@ class _TritonFunction:
 class TritonScalarFunction(_TritonFunction, ScalarFunction):
     MODE = "sync"
 
-    def _open_session(self, subtask_index: int, attempt: int,
-                      metric_group: Any) -> InferenceSession:
-        return self.inference.open(subtask_index, attempt, metric_group)
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
+                      parallelism: int) -> InferenceSession:
+        return self.inference.open(subtask_index, attempt, metric_group, parallelism)
 
     def eval(self, *args: Any) -> Any:
         assert self._session is not None, "eval() before open()"
@@ -124,16 +141,18 @@ class TritonAsyncScalarFunction(_TritonFunction, AsyncScalarFunction):
 
     MODE = "async"
 
-    def _open_session(self, subtask_index: int, attempt: int,
-                      metric_group: Any) -> AsyncInferenceSession:
-        return self.inference.open_async(subtask_index, attempt, metric_group)
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
+                      parallelism: int) -> AsyncInferenceSession:
+        return self.inference.open_async(subtask_index, attempt, metric_group, parallelism)
 
     async def eval(self, *args: Any) -> Any:
         assert self._session is not None, "eval() before open()"
         return await self._session.infer(args)
 
     def close(self) -> None:
-        # PyFlink stops the event loop before close(); the pool's sockets close with it.
+        # PyFlink stops the event loop before close(): the connections were closed on it, as
+        # it stopped (_pyflink_fixes cancels what is pending there first); what is left
+        # needs no loop.
         if self._session is not None:
             self._session.stop()
             self._session = None
@@ -150,41 +169,81 @@ class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
                  inputs: Sequence[ColumnDeclaration] | None = None,
                  output: OutputDeclaration | None = None) -> None:
         super().__init__(options, inputs, output)
-        if self.inference.options.sequence_id is not None:
-            raise TritonConfigError(VECTORIZED_SEQUENCE_ERROR)
         # How PyFlink's Arrow -> pandas conversion shows a NULL: NaN in FLOAT/DOUBLE columns,
         # where it cannot be told from a NaN value; NaN in integer columns, which then become
         # float columns; None elsewhere.
         types = [c.data_type for c in self.inference.signature.inputs]
         self._nan_is_a_value = [isinstance(t, FloatType | DoubleType) for t in types]
-        self._integer = [isinstance(t, TinyIntType | SmallIntType | IntType | BigIntType)
-                         for t in types]
+        self._integer = [isinstance(t, _INTEGER_TYPES) for t in types]
+        self._input_names = [c.name for c in self.inference.signature.inputs]
+        # Result fields of integers, which must not become float64 (see _result_series).
+        self._integral_results = [isinstance(t, (*_INTEGER_TYPES, DecimalType))
+                                  for t in _field_types(self.result_type)]
 
-    def _open_session(self, subtask_index: int, attempt: int,
-                      metric_group: Any) -> BatchInferenceSession:
-        return self.inference.open_batched(subtask_index, attempt, metric_group)
+    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
+                      parallelism: int) -> BatchInferenceSession:
+        return self.inference.open_batched(subtask_index, attempt, metric_group, parallelism)
 
     def eval(self, *series: pd.Series) -> pd.Series | pd.DataFrame:
         assert self._session is not None, "eval() before open()"
         columns, nulls = [], []
-        for values, nan_is_a_value, integer in zip(series, self._nan_is_a_value, self._integer,
-                                                   strict=True):
+        for values, name, nan_is_a_value, integer in zip(
+                series, self._input_names, self._nan_is_a_value, self._integer, strict=True):
             mask = None if nan_is_a_value else values.isna().to_numpy()
             if mask is not None and mask.any() and integer:
-                values = values.fillna(0).astype(np.int64)  # (NULL rows are never sent)
-            columns.append(_plain(values))
+                columns.append(_exact_integers(values, mask, name))
+            else:
+                columns.append(_plain(values))
             nulls.append(mask)
         results = self._session.infer_columns(columns, nulls)
-        fields = self.inference.results.field_names
-        if fields is None:
-            return pd.Series(results[0])
-        return pd.DataFrame({name: pd.Series(r) for name, r in zip(fields, results,
-                                                                   strict=True)})
+        fields = [_result_series(r, integral)
+                  for r, integral in zip(results, self._integral_results, strict=True)]
+        names = self.inference.results.field_names
+        if names is None:
+            return fields[0]
+        return pd.DataFrame(dict(zip(names, fields, strict=True)))
 
 
 _CLASSES: dict[str, type[_TritonFunction]] = {
     c.MODE: c for c in (TritonScalarFunction, TritonAsyncScalarFunction,
                         TritonVectorizedFunction)}
+
+
+def _field_types(data_type: DataType) -> list[DataType]:
+    """The types of a ROW's fields, or [the type] of a single value."""
+    if isinstance(data_type, RowType):
+        return [field.data_type for field in data_type.fields]
+    return [data_type]
+
+
+def _exact_integers(values: pd.Series, nulls: np.ndarray, column: str) -> np.ndarray:
+    """An integer column with NULLs as int64 (0 in the NULL rows, which are never sent).
+
+    PyFlink hands such a column over as float64, rounding BIGINT values beyond 2**53; the
+    exact values come with it from the ``_pyflink_fixes`` workaround. Without them, a value
+    that may have been rounded fails the call: sending it would silently change the input.
+    """
+    exact = _pyflink_fixes.exact_int64_values(values)
+    if exact is not None:
+        return exact
+    if values.dtype.kind == "f" and (
+            np.abs(values.to_numpy()[~nulls]) >= _FLOAT64_EXACT_LIMIT).any():
+        raise TritonRequestError(
+            f"Column '{column}' holds integers of magnitude 2**53 or more next to NULLs, which "
+            "PyFlink's pandas conversion rounded (it makes an integer column with NULLs "
+            "float64); pyflink_triton restores the exact values on PyFlink 2.3 only. Filter "
+            "the NULLs out or replace them with COALESCE, or use the 'sync' or 'async' mode.")
+    return values.fillna(0).astype(np.int64).to_numpy()
+
+
+def _result_series(values: Sequence[Any], integral: bool) -> pd.Series:
+    """A result field as PyFlink takes it. pandas would make integers next to a None (a row
+    skipped or failed) float64, rounding them beyond 2**53, so a list of integers stays
+    Python objects, which PyFlink's Arrow conversion takes exactly. (A numpy array, what a
+    batch answered in full gives, has no None: it stays as it is.)"""
+    if integral and not isinstance(values, np.ndarray):
+        return pd.Series(values, dtype=object)
+    return pd.Series(values)
 
 
 def _plain(values: pd.Series) -> Sequence[Any]:
@@ -227,11 +286,38 @@ def async_settings(options: TritonOptions) -> dict[str, str]:
     }
 
 
-def configure_async(t_env: Any, options: TritonOptions) -> None:
-    """Set :func:`async_settings` on ``t_env``."""
+# The async models registered in each table environment, with their 'max-concurrent-requests'.
+_ASYNC_BOUNDS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def check_async_bound(bounds: Mapping[str, int], model: str, options: TritonOptions) -> None:
+    """Refuse an async model whose 'max-concurrent-requests' differs from that of another
+    async model of the job (``bounds``: each one's): PyFlink has one setting for all the async
+    functions of a job, so one would silently get the other's bound."""
+    bound = options.max_concurrent_requests
+    for other, other_bound in bounds.items():
+        if other != model and other_bound != bound:
+            raise TritonConfigError(
+                f"The async models '{other}' ('max-concurrent-requests' = {other_bound}) and "
+                f"'{model}' ({bound}) are in one table environment, and PyFlink applies one "
+                "bound on calls in flight to every async function of a job "
+                "(table.exec.async-scalar.max-concurrent-operations), so one of them would "
+                "silently get the other's. Give them the same 'max-concurrent-requests'.")
+
+
+def check_async_model(t_env: Any, model: str, options: TritonOptions) -> None:
+    """:func:`check_async_bound` against the async models registered in ``t_env``: before
+    anything is registered."""
+    check_async_bound(_ASYNC_BOUNDS.get(t_env, {}), model, options)
+
+
+def configure_async(t_env: Any, model: str, options: TritonOptions) -> None:
+    """Set :func:`async_settings` on ``t_env`` for the async ``model``, once registered."""
+    check_async_model(t_env, model, options)
     config = t_env.get_config()
     for key, value in async_settings(options).items():
         config.set(key, value)
+    _ASYNC_BOUNDS.setdefault(t_env, {})[model] = options.max_concurrent_requests
 
 
 def create_model(t_env: Any, name: str, options: Mapping[str, object],
@@ -244,7 +330,9 @@ def create_model(t_env: Any, name: str, options: Mapping[str, object],
     """
     adapter = function_for(options, inputs, output)
     if adapter.MODE == "async":
-        configure_async(t_env, adapter.inference.options)
+        check_async_model(t_env, name, adapter.inference.options)
     function = adapter.as_udf(name.split(".")[-1])
     t_env.create_temporary_function(name, function)
+    if adapter.MODE == "async":
+        configure_async(t_env, name, adapter.inference.options)
     return function

@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from .options import TritonOptions
 from .sequence import SequenceParams
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,11 @@ class InferResponse(Protocol):
 class Transport(Protocol):
     """Blocking calls; used by one thread at a time."""
 
-    def model_metadata(self, model: ModelRef) -> dict[str, Any]: ...
+    # ``timeout``: seconds for this call; None: the transport's 'timeout'.
+    def model_metadata(self, model: ModelRef, timeout: float | None = None
+                       ) -> dict[str, Any]: ...
 
-    def model_config(self, model: ModelRef) -> dict[str, Any]: ...
+    def model_config(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]: ...
 
     def infer(self, request: InferRequest) -> InferResponse: ...
 
@@ -121,28 +124,69 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
-class LoopState:
-    """What an asyncio transport holds per event loop. Semaphores, streams and grpc.aio
-    channels belong to the loop that made them, and PyFlink starts its loop after open()."""
+class LoopState(Generic[R]):
+    """What an asyncio transport holds per event loop: the bound on requests in flight and the
+    loop's resources ``R`` (connections, a gRPC channel). Semaphores, streams and grpc.aio
+    channels belong to the loop that made them, and PyFlink starts its loop after open().
 
-    def __init__(self, max_in_flight: int) -> None:
+    A loop's resources are closed on that loop, by a keeper task that waits until it is
+    cancelled: by :meth:`close`, by a move to another loop, or when the loop shuts down
+    (``asyncio.run`` cancels what is pending before it closes its loop, and so does PyFlink's
+    async runner with the patch in ``_pyflink_fixes``). A loop closed without that leaves them
+    to the garbage collector, which warns.
+    """
+
+    def __init__(self, max_in_flight: int, open_resources: Callable[[], R],
+                 close_resources: Callable[[R], Awaitable[None]]) -> None:
         self._max_in_flight = max_in_flight
+        self._open_resources = open_resources
+        self._close_resources = close_resources
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._resources: R | None = None
         self.slots = asyncio.Semaphore(max_in_flight)  # requests in flight, at most
 
-    def entered_new_loop(self) -> bool:
-        """True on the first call from a loop (the caller then drops what the old loop made)."""
+    def enter(self) -> R:
+        """The running loop's resources, made on the first call from that loop."""
         loop = asyncio.get_running_loop()
-        if loop is self._loop:
-            return False
-        self._loop, self.slots = loop, asyncio.Semaphore(self._max_in_flight)
-        return True
+        if loop is not self._loop or self._resources is None:
+            self._retire()
+            resources = self._open_resources()
+            self._loop, self._resources = loop, resources
+            self.slots = asyncio.Semaphore(self._max_in_flight)
+            self._keeper = loop.create_task(self._keep(resources))
+        return self._resources
+
+    async def close(self) -> None:
+        """Close the resources; call it on the loop that used them."""
+        keeper = self._keeper
+        if keeper is not None and keeper.get_loop() is asyncio.get_running_loop():
+            self._keeper = self._resources = self._loop = None
+            keeper.cancel()
+            await asyncio.wait([keeper])  # (not ``await keeper``: that raises CancelledError)
+        else:
+            self._retire()
+
+    async def _keep(self, resources: R) -> None:
+        try:
+            await asyncio.get_running_loop().create_future()  # (never done: until cancelled)
+        finally:
+            await self._close_resources(resources)
+
+    def _retire(self) -> None:
+        """Have the current loop's keeper close its resources, on that loop (whenever it runs
+        again, if it is not running now: another loop's resources cannot be touched here)."""
+        keeper, loop = self._keeper, self._loop
+        self._keeper = self._resources = self._loop = None
+        if keeper is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(keeper.cancel)
 
 
 def connection_error(endpoint: Endpoint, model: ModelRef, cause: BaseException,
-                     timeout: float) -> TritonRequestError:
+                     timeout: float, maybe_delivered: bool = True) -> TritonRequestError:
     """The error for a failed exchange: a ``TritonTlsError`` when TLS refused the connection
-    (sending again cannot help), else a retryable ``TritonConnectionError``."""
+    (sending again cannot help), else a retryable ``TritonConnectionError``.
+    ``maybe_delivered``: False when the request was certainly not sent (no connection)."""
     if is_tls_failure(cause):
         return tls_error(endpoint, model, _ssl_reason(cause))
     if isinstance(cause, socket.timeout | TimeoutError):
@@ -153,7 +197,19 @@ def connection_error(endpoint: Endpoint, model: ModelRef, cause: BaseException,
         reason += "; if this persists, check that the https:// 'endpoint' is a TLS port"
     return TritonConnectionError(
         f"Cannot reach the Triton server at {endpoint} (option 'endpoint') for model "
-        f"{model}: {reason}.")
+        f"{model}: {reason}.", maybe_delivered)
+
+
+def as_request_error(error: Exception, endpoint: Endpoint, model: ModelRef) -> TritonRequestError:
+    """``error`` as a :class:`TritonRequestError`, so that the failure policy (retries,
+    'default-value', 'error-fields') sees every failure of a request: this package's errors as
+    they are; anything else (a surprise of a library below, such as a value protobuf cannot
+    carry) as a non-retryable error naming the model and the endpoint."""
+    if isinstance(error, TritonRequestError):
+        return error
+    return TritonRequestError(
+        f"A request to the Triton server at {endpoint} for model {model} failed: "
+        f"{type(error).__name__}: {error}")
 
 
 # TLS errors that say a connection was cut rather than refused: transient, like a reset.
@@ -220,6 +276,16 @@ def request_headers(options: TritonOptions) -> Mapping[str, str]:
     return headers
 
 
+# Triton's answer (HTTP 400, gRPC INVALID_ARGUMENT) to a request without START in a sequence it
+# does not know: never started, already ended, reaped when idle, or lost in a restart.
+UNKNOWN_SEQUENCE = "must specify the START flag"
+
+
+def unknown_sequence(error: TritonRequestError) -> bool:
+    """Whether Triton refused the request because it does not know its sequence."""
+    return isinstance(error, TritonServerError) and UNKNOWN_SEQUENCE in str(error)
+
+
 def _hint(status: int | str, detail: str) -> str:
     if status in (401, "UNAUTHENTICATED"):
         return (" (the server, or a gateway in front of it, did not accept the credentials: "
@@ -237,7 +303,7 @@ def _hint(status: int | str, detail: str) -> str:
     if status in (404, "NOT_FOUND") or "unknown model" in detail:
         return (" (check 'model-name', which is case-sensitive, and 'model-version'; the "
                 "model must be loaded and ready on this server)")
-    if "must specify the START flag" in detail:
+    if UNKNOWN_SEQUENCE in detail:
         return (" (Triton does not know this sequence: it was never started, already ended, or "
                 "reaped after the model's max_sequence_idle_microseconds; the first request of "
                 "a sequence needs 'sequence-start' = 'true')")

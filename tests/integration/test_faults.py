@@ -20,8 +20,14 @@ from pyflink_triton.inference import TritonInference
 from pyflink_triton.resilience import BreakerState
 from pyflink_triton.server import LocalTritonServer
 
-from faults import ECHO_LOG, ECHO_LOG_SEQ, FaultRepository
+from faults import ECHO_LOG, ECHO_LOG_SEQ, RUNNING_TOTAL, CountingProxy, FaultRepository
 from jobs import sequence_source, table_env
+from sequence_checks import (
+    assert_no_live_sequences,
+    assert_running_totals,
+    by_sequence,
+    keyed_id_parts,
+)
 
 RETRY_BUDGET = {  # ~20 s of retries: a restart (~2 s) fits easily
     "max-retries": "30", "retry-initial-backoff": "50ms", "retry-max-backoff": "1s",
@@ -273,3 +279,120 @@ def test_record_timeout_bounds_a_record_with_all_its_attempts(server, fault_repo
     finally:
         fault_repository.set_delay(0)
         session.close()
+
+
+# --- a Triton that (re)starts with the job (issue 15) -------------------------------------------
+
+@pytest.mark.parametrize("mode, protocol", [("sync", "http"), ("async", "grpc")])
+def test_a_job_started_while_triton_is_down_delivers_every_row_once_it_is_up(
+        server, fault_repository, mode, protocol):
+    """A Kubernetes rollout restarts Triton and the job together: open() waits for the server
+    under the records' retry policy instead of failing the job at once. (The proxy shows when
+    both subtasks' open() have found it down; Triton comes back 6 s after that.)"""
+    rows = 300
+    server.kill()
+    log_start = len(fault_repository.requests(ECHO_LOG))
+    port = server.http_port if protocol == "http" else server.grpc_port
+    with CountingProxy("127.0.0.1", port) as proxy:
+        endpoint = proxy.http_endpoint if protocol == "http" else proxy.grpc_endpoint
+        wait = run_in_background(echo_job(endpoint, ECHO_LOG, rows, parallelism=2, mode=mode,
+                                          **{"max-retries": "10"}))
+        deadline = time.monotonic() + 120
+        while proxy.upstream_refused < 2:
+            assert time.monotonic() < deadline, "the job's open() never tried the server"
+            time.sleep(0.05)
+        time.sleep(6.0)
+        server.start()
+        results = wait(300)
+
+    assert sorted(results) == [(i, i + 1) for i in range(1, rows + 1)]
+    assert sorted(x for _, x, _ in fault_repository.requests(ECHO_LOG)[log_start:]) == list(
+        range(1, rows + 1)), "a row was sent twice or not at all"
+
+
+# --- keyed sequences that Triton no longer holds (issue 15) ---------------------------------------
+
+def keyed_session(endpoint: str, base: str, **options: str):
+    return TritonInference.create(
+        {"endpoint": endpoint, "model-name": RUNNING_TOTAL, "sequence-id": base,
+         "input-names": "x:X", "output-names": "total:TOTAL", **options},
+        [("x", "BIGINT")], ("total", "BIGINT"), mode="keyed").open_keyed(0)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_keyed_sequences_restart_with_their_replay_after_a_triton_restart(
+        server, fault_repository, protocol):
+    """The restarted Triton knows none of the keys' sequences: each key's next record is
+    refused at first (connection refused, retried where it stands), then answered 400 "must
+    specify the START flag"; the key's sequence restarts once, warmed up with its last inputs,
+    and the totals go on as if nothing happened."""
+    base = f"restart-{protocol}"
+    endpoint = server.http_endpoint if protocol == "http" else server.grpc_endpoint
+    session = keyed_session(endpoint, base, **{
+        "sequence-replay-records": "2", "max-retries": "40", "retry-initial-backoff": "50ms",
+        "retry-max-backoff": "500ms"})
+    states: dict[str, Any] = {}
+
+    def record(key: str, x: int) -> int:
+        total, states[key] = session.infer(states.get(key), key, [x], False, 1000)
+        return total
+
+    try:
+        assert [record(k, x) for x in (1, 2, 3) for k in ("a", "b")] == [1, 1, 3, 3, 6, 6]
+        server.kill()
+        during_restart = run_in_background(lambda: record("a", 10))
+        time.sleep(1.0)
+        server.start()
+        assert during_restart(120) == 2 + 3 + 10  # the replay of 2 and 3, then 10
+        assert record("b", 10) == 15
+        assert record("a", 20) == 35
+    finally:
+        session.close()
+    sequences = by_sequence(fault_repository.records(RUNNING_TOTAL), base)
+    restarted = {sid: lines for sid, lines in sequences.items()
+                 if keyed_id_parts(sid, base)[2] == 1}
+    assert len(restarted) == 2
+    for lines in restarted.values():
+        assert [(line["x"], line["replay"]) for line in lines[:3]] == [
+            (2, True), (3, True), (10, False)]
+        assert_running_totals(lines)
+    assert session.restarted == 2
+
+
+def test_a_key_idle_past_the_models_max_idle_starts_anew_without_a_refused_request(
+        server, fault_repository):
+    """running_total's max_sequence_idle_microseconds is 5 s; the key's idle END never came (a
+    late timer): Triton reaped the sequence, so the next record starts a new one with the
+    replay, and no request meets Triton's 400."""
+    base = "reaped"
+    session = keyed_session(server.http_endpoint, base, **{"sequence-replay-records": "1"})
+    try:
+        total, state = session.infer(None, "k", [1], False, 1_000)
+        total, state = session.infer(state, "k", [2], False, 1_001)
+        time.sleep(5.5)
+        total, state = session.infer(state, "k", [4], False, 6_600)
+        assert total == 2 + 4
+        assert session._records.guard.metrics.failures.value == 0
+        sequences = by_sequence(fault_repository.records(RUNNING_TOTAL), base)
+        assert [keyed_id_parts(s, base)[2] for s in sequences] == [0, 1]
+        old = next(iter(sequences))
+        assert not any(line["end"] for line in sequences[old])  # never ended: reaped
+        assert_no_live_sequences(server.http_port, RUNNING_TOTAL, [old])
+    finally:
+        session.close()
+
+
+def test_a_keyed_close_against_a_dead_server_is_bounded(server, caplog):
+    """ENDing 20 open sequences through the full retry policy ('max-retries' 10, 'timeout' 30 s)
+    against a dead server would take minutes, past Flink's task cancellation; close() makes one
+    attempt, stops at the first refusal and says what it left open."""
+    session = keyed_session(server.http_endpoint, "close", **{
+        "max-retries": "10", "retry-initial-backoff": "1 s", "timeout": "30 s"})
+    states = {}
+    for key in range(20):
+        _, states[key] = session.infer(None, f"k{key}", [key], False, 1000)
+    server.kill()
+    started = time.monotonic()
+    session.close()
+    assert time.monotonic() - started < 6.0
+    assert "20 of 20 open sequence(s) of model 'running_total' were not ended" in caplog.text

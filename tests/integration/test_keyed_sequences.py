@@ -166,7 +166,7 @@ def test_a_new_incarnation_starts_a_new_sequence_and_replays_the_last_inputs(
     base = f"inc{replay}"
     inference = TritonInference.create(
         options(server, base, **{"sequence-replay-records": str(replay)}),
-        [("x", "BIGINT")], ("total", "BIGINT"), keyed=True)
+        [("x", "BIGINT")], ("total", "BIGINT"), mode="keyed")
     before = inference.open_keyed(0)
     state = None
     for x in (1, 2, 4, 8, 16):
@@ -220,7 +220,7 @@ def test_table_api_rows_reach_keyed_sequences_through_to_data_stream(server, fau
 def test_a_stateless_model_is_refused_at_open(server):
     inference = TritonInference.create(
         {**options(server, "x"), "model-name": ECHO_LOG, "output-names": "total:Y"},
-        [("x", "BIGINT")], ("total", "BIGINT"), keyed=True)
+        [("x", "BIGINT")], ("total", "BIGINT"), mode="keyed")
     with pytest.raises(TritonConfigError, match="Model 'echo_log' has no sequence_batching"):
         inference.open_keyed(0)
 
@@ -228,7 +228,7 @@ def test_a_stateless_model_is_refused_at_open(server):
 def test_an_idle_timeout_beyond_the_models_is_refused_at_open(server):
     inference = TritonInference.create(
         options(server, "x", **{"sequence-idle-timeout": "5 s"}),
-        [("x", "BIGINT")], ("total", "BIGINT"), keyed=True)
+        [("x", "BIGINT")], ("total", "BIGINT"), mode="keyed")
     with pytest.raises(TritonConfigError, match=re.escape(
             "'sequence-idle-timeout' (5000 ms) must be below model 'running_total''s "
             "max_sequence_idle_microseconds (5000 ms)")):

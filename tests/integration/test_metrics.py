@@ -3,8 +3,9 @@ the job runs (metrics vanish when it ends; see tests/flink_metrics.py for what w
 
 One job at parallelism 2, five functions side by side, each fed ids 1..ROWS from its own held
 source: sync, async and vectorized calls of add_one; auto-incremented sequences on
-my_stateful_model; and requests Triton refuses (a sequence never started: HTTP 400), answered
-by 'default-value'.
+my_stateful_model; and requests Triton refuses (no sequence ID for a stateful model: HTTP 400),
+answered by 'default-value'. (A fixed ID never started would do too, but parallel subtasks
+sending into one sequence are refused at open().)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_the_metrics_of_every_mode_are_visible_from_a_job(triton):
     create_model(t_env, "f_sequences", stateful_options(triton))
     create_model(t_env, "f_refused", {
         "endpoint": triton.http_endpoint, "model-name": "my_stateful_model",
-        "sequence-id": "never-started", "default-value": "refused",
+        "default-value": "refused",
         "circuit-breaker-enabled": "true", "max-retries": "3"})
     statements = t_env.create_statement_set()
     for function, column in [("f_sync", "CAST(id AS DOUBLE)"), ("f_async", "CAST(id AS DOUBLE)"),
@@ -76,6 +77,6 @@ def test_the_metrics_of_every_mode_are_visible_from_a_job(triton):
     refused = _function_metrics(snapshot, "f_refused_ids")
     assert {k: refused[k] for k in COUNTERS} == {
         "requests": ROWS, "successes": 0, "failures": ROWS, "retries": 0, "fallbacks": ROWS}
-    # A 400 ("must specify the START flag") is never retried, with the same sequence ID or any
-    # other; and it is an answer, not an outage: the breaker stays closed.
+    # A 400 ("must specify a non-zero or non-empty correlation ID") is never retried; and it is
+    # an answer, not an outage: the breaker stays closed.
     assert refused["circuitBreakerState"] == [0, 0]

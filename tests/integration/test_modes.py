@@ -9,6 +9,7 @@ reordered results would break that order in the collected output.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 from pyflink.common import Row
@@ -151,6 +152,55 @@ def test_vectorized_mode_skips_null_rows_and_falls_back_to_one_row_per_request(t
 
     assert sorted((r[0] is None, r[0] or 0, r[1]) for r in rows) == sorted(
         (v is None, v or 0, v) for (v,) in values)
+
+
+# Integers of every integer datatype next to NULLs, some beyond float64's exact range (2**53):
+# (model, Flink input type, values the model takes, a value its input refuses or None). The
+# results are of the model's derived type (UINT64: DECIMAL(20, 0)).
+EXACT_INTEGERS = [
+    ("identity_int64", DataTypes.BIGINT(), [2**53 + 1, 2**62 + 3, -(2**63) + 1, 2**63 - 1],
+     None),
+    ("identity_uint64", DataTypes.BIGINT(), [2**53 + 1, 2**62 + 3, 2**63 - 1], -(2**63) + 1),
+    ("identity_uint64", DataTypes.DECIMAL(20, 0), [Decimal(2**64 - 1), Decimal(2**53 + 1)],
+     None),
+    ("identity_int32", DataTypes.INT(), [-(2**31), 2**31 - 1], None),
+    ("identity_int16", DataTypes.SMALLINT(), [-(2**15), 2**15 - 1], None),
+    ("identity_int8", DataTypes.TINYINT(), [-(2**7), 2**7 - 1], None),
+    ("identity_uint32", DataTypes.BIGINT(), [0, 2**32 - 1], -1),
+    ("identity_uint16", DataTypes.INT(), [0, 2**16 - 1], -1),
+    ("identity_uint8", DataTypes.SMALLINT(), [0, 2**8 - 1], -1),
+]
+DEFAULT_VALUE = -7  # what a refused row returns
+
+
+def test_vectorized_mode_keeps_integers_next_to_null_and_failed_rows_exact(triton):
+    # PyFlink hands a pandas UDF an integer column with NULLs as float64, and a result list
+    # with None would become float64 too: both round integers beyond 2**53.
+    t_env = table_env(parallelism=1)  # one batch holds the NULLs and the large values
+    columns = [f"c{i}" for i in range(len(EXACT_INTEGERS))]
+    sent = [[*values, refused] if refused is not None else values
+            for _, _, values, refused in EXACT_INTEGERS]
+    rows = [tuple(None if r % 2 else column[r // 2 % len(column)] for column in sent)
+            for r in range(2 * max(len(column) for column in sent))]  # every other row NULL
+    t_env.create_temporary_view("src", t_env.from_elements(rows, DataTypes.ROW(
+        [DataTypes.FIELD(c, t) for c, (_, t, _, _) in zip(columns, EXACT_INTEGERS,
+                                                          strict=True)])))
+    for column, (model, data_type, _, _) in zip(columns, EXACT_INTEGERS, strict=True):
+        create_model(t_env, f"f_{column}", {
+            "endpoint": triton.http_endpoint, "model-name": model, "mode": "vectorized",
+            "null-input": "skip", "default-value": str(DEFAULT_VALUE)},
+            inputs=[("INPUT0", data_type)])
+
+    results = run_job(t_env, f"SELECT {', '.join(columns)}, "
+                             f"{', '.join(f'f_{c}({c})' for c in columns)} FROM src")
+
+    assert len(results) == len(rows)
+    for result in results:
+        for (model, _, _, refused), before, after in zip(
+                EXACT_INTEGERS, result[:len(columns)], result[len(columns):], strict=True):
+            expected = (None if before is None else DEFAULT_VALUE if before == refused
+                        else int(before))
+            assert (None if after is None else int(after)) == expected, (model, before, after)
 
 
 def test_vectorized_mode_names_the_null_column(triton, t_env):

@@ -159,14 +159,14 @@ def test_one_megabyte_fp32_tensor_per_record_through_a_flink_job(triton, t_env):
 def test_the_binary_form_sends_raw_tensor_bytes(triton, monkeypatch):
     """1 MiB of FP32 travels as ~1 MiB of raw bytes, not as ~3x that in JSON text."""
     sent: list[int] = []
-    original = http1.Connection.exchange
+    original = http1.Connection.send
 
     def recording(self, request):
         if request.startswith(b"POST"):
             sent.append(len(request.partition(b"\r\n\r\n")[2]))  # the body
         return original(self, request)
 
-    monkeypatch.setattr(http1.Connection, "exchange", recording)
+    monkeypatch.setattr(http1.Connection, "send", recording)
     values = [float(i) + 0.123456 for i in range(262_144)]
     for binary in ("true", "false"):
         with open_session(triton, "identity_fp32_array",

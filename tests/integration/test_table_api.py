@@ -56,6 +56,45 @@ def test_fixed_sequence_id_as_string_and_as_uint64(triton, t_env):
     assert {b["sequence_id"] for _, b in reports} == {42}
 
 
+def test_two_calls_of_one_model_never_share_a_sequence_id(triton, t_env):
+    """SELECT m(a), m(b): two function instances per subtask with one base and subtask index
+    in one Python worker. With 'zero' each counted from 0, and the second call's START ended
+    the first's sequence of the same ID; they draw from one counter instead."""
+    t_env.get_config().set("parallelism.default", "2")
+    sequence_source(t_env, 100)
+    create_model(t_env, "m", stateful_options(triton))
+
+    rows = list(t_env.sql_query("SELECT id, m(id), m(id + 1000) FROM src").execute().collect())
+
+    reports = [json.loads(r[i]) for r in rows for i in (1, 2)]
+    assert sorted(r["input"] for r in reports) == [*range(1, 101), *range(1001, 1101)]
+    assert all(r["total"] == r["input"] and r["start"] and r["end"] for r in reports), reports
+    assert len({r["sequence_id"] for r in reports}) == 200, "an ID was issued twice"
+    for subtask in ("0", "1"):
+        counters = sorted(int(r["sequence_id"].rsplit("-", 1)[1]) for r in reports
+                          if r["sequence_id"].rsplit("-", 2)[1] == subtask)
+        assert counters == list(range(len(counters)))  # one counter, no gaps
+
+
+@pytest.mark.parametrize("parallelism, query, refusal", [
+    (2, "SELECT m(id) FROM src", "is used by all 2 parallel instances"),
+    (1, "SELECT m(id), m(id + 1) FROM src", "is already used by another function instance"),
+])
+def test_a_fixed_sequence_id_with_two_senders_fails_at_open(triton, t_env, parallelism, query,
+                                                            refusal):
+    """Two parallel instances, or two calls in one worker, would interleave one sequence."""
+    t_env.get_config().set("parallelism.default", str(parallelism))
+    sequence_source(t_env, 10)
+    create_model(t_env, "m", stateful_options(
+        triton, **{"sequence-id": "one-id", "sequence-id-auto-increment": "false"}))
+
+    with pytest.raises(Exception) as failure:  # (PyFlink wraps it: check the text)
+        list(t_env.sql_query(query).execute().collect())
+    message = str(failure.value)
+    assert f"The fixed 'sequence-id' = 'one-id' {refusal}" in message
+    assert "'sequence-id-auto-increment'" in message
+
+
 IDENTITY_CASES = [
     # (model, Flink type, values)
     ("identity_bool", DataTypes.BOOLEAN(), [True, False]),

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import decimal
 import json
+import pickle
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyflink.table.utils
 import pytest
 from pyflink.table import DataTypes as D
 
@@ -21,6 +25,7 @@ from pyflink_triton.options import TritonOptions
 from pyflink_triton.reliable import RequestGuard
 from pyflink_triton.sequence import SequencePolicy
 from pyflink_triton.signature import BoundSignature
+from pyflink_triton.table import TritonVectorizedFunction
 from pyflink_triton.transport import InferRequest, ModelRef
 
 
@@ -106,13 +111,13 @@ class EchoTransport:
         pass
 
 
-def batch_session(max_batch_size: int, dims=(1,), data_type=None, **options: str):
+def batch_session(max_batch_size: int, dims=(1,), data_type=None, datatype: str = "FP64",
+                  **options: str):
     options = {"endpoint": "http://h:8000", "model-name": "m", **options}
     inference = TritonInference.create(options, [("x", data_type or D.DOUBLE())],
                                        ("y", data_type or D.DOUBLE()))
     column_in, column_out = inference.signature.inputs[0], inference.signature.outputs[0]
     batched = max_batch_size > 0
-    datatype = "FP64"
     bound = BoundSignature((InputCodec(column_in, datatype, 0, tuple(dims), batched, True),),
                            (OutputCodec(column_out, datatype, batched, True),), False,
                            max_batch_size)
@@ -164,6 +169,102 @@ def test_null_rows_fail_naming_the_column_or_are_skipped():
     (result,) = skipping.infer_columns([values], [nulls])
     assert list(result) == [2.0, None, 6.0]
     assert [r.inputs[0].shape for r in transport.requests] == [[2, 1]]
+
+
+@pytest.mark.parametrize("error_fields", ["false", "true"])
+def test_an_empty_batch_gives_empty_result_fields_without_a_request(error_fields):
+    session, transport = batch_session(4, **{"error-fields": error_fields})
+    results = session.infer_columns([np.array([], dtype=np.float64)])
+    assert [len(r) for r in results] == [0] * (3 if error_fields == "true" else 1)
+    assert transport.requests == []
+
+
+# --- a vectorized call's integers: PyFlink's pandas form, kept exact ---------------------------
+
+# Beyond float64's exact integers (2**53), and still in range when EchoTransport doubles them.
+LARGE_INTEGERS = [2**53 + 1, None, 2**61 + 3, -(2**62) + 1, None, 2**62 - 1]
+
+
+def pandas_column(values: list, arrow_type=None, flink_type=None) -> pd.Series:
+    """The Series a pandas UDF gets from PyFlink's worker for an Arrow column of ``values``
+    (float64 for integers with NULLs); BIGINT unless said."""
+    batch = pa.RecordBatch.from_arrays([pa.array(values, type=arrow_type or pa.int64())],
+                                       names=["v"])
+    (series,) = pyflink.table.utils.arrow_to_pandas("UTC", [flink_type or D.BIGINT()], [batch])
+    return series
+
+
+def sent_to_flink(result: pd.Series | pd.DataFrame, flink_type, arrow_type) -> list:
+    """The values of a pandas UDF's result as PyFlink's worker converts them for Flink."""
+    batch = pyflink.table.utils.pandas_to_arrow(pa.schema([("r", arrow_type)]), "UTC",
+                                                [flink_type], [result])
+    return batch.column(0).to_pylist()
+
+
+def vectorized_echo(max_batch_size: int, **options: str):
+    """A BIGINT -> BIGINT vectorized function whose session doubles its inputs
+    (EchoTransport), and that transport."""
+    function = TritonVectorizedFunction(
+        {"endpoint": "http://h:8000", "model-name": "m", **options}, [("x", D.BIGINT())],
+        ("y", D.BIGINT()))
+    function._session, transport = batch_session(max_batch_size, data_type=D.BIGINT(),
+                                                 datatype="INT64", **options)
+    return function, transport
+
+
+def doubled(values: list) -> list:
+    return [None if v is None else 2 * v for v in values]
+
+
+@pytest.mark.parametrize("max_batch_size", [0, 4])  # results as Python ints / numpy arrays
+def test_vectorized_integers_next_to_null_rows_stay_exact(max_batch_size):
+    function, _ = vectorized_echo(max_batch_size, **{"null-input": "skip"})
+    result = function.eval(pandas_column(LARGE_INTEGERS))
+    assert sent_to_flink(result, D.BIGINT(), pa.int64()) == doubled(LARGE_INTEGERS)
+
+
+def test_vectorized_row_result_next_to_a_failed_row_stays_exact():
+    function, transport = vectorized_echo(
+        0, **{"null-input": "skip", "default-value": "-7", "error-fields": "true"})
+    transport.refused = 5
+    values = [2**53 + 1, None, 5, 2**62 - 1]
+    result = function.eval(pandas_column(values))
+    row = pa.struct([("y", pa.int64()), ("ok", pa.bool_()), ("error", pa.string())])
+    rows = sent_to_flink(result, function.result_type, row)
+    assert [r["y"] for r in rows] == [2**54 + 2, None, -7, 2**63 - 2]
+    assert [r["ok"] for r in rows] == [True, None, False, True]
+
+
+def test_vectorized_integers_rounded_by_pyflink_are_refused_not_sent():
+    function, transport = vectorized_echo(0, **{"null-input": "skip"})
+    # Without the exact values (the workaround not applied, or a Series derived from
+    # PyFlink's, which carries its attrs along), a value that may have been rounded fails.
+    for rounded in (pd.Series([1.0, np.nan, 2.0**53]),
+                    pandas_column(LARGE_INTEGERS).iloc[::-1].reset_index(drop=True)):
+        with pytest.raises(TritonRequestError, match=r"Column 'x'.*rounded"):
+            function.eval(rounded)
+    assert transport.requests == []
+    exact = pd.Series([2.0**53 - 1, np.nan, -(2.0**53) + 1])  # every one exact in float64
+    assert sent_to_flink(function.eval(exact), D.BIGINT(), pa.int64()) == doubled(
+        [2**53 - 1, None, -(2**53) + 1])
+
+
+def test_other_pandas_functions_see_what_pyflink_gave_them_before():
+    import pyflink.fn_execution.coder_impl_fast
+    import pyflink.fn_execution.coder_impl_slow
+
+    series = pandas_column(LARGE_INTEGERS)
+    pd.testing.assert_series_equal(series, pa.array(LARGE_INTEGERS, pa.int64()).to_pandas()
+                                   .rename("v"))
+    assert series.dtype == np.float64
+    # pandas compares the attrs of concatenated Series (numpy arrays there would raise), and
+    # pickles them with the Series.
+    assert pd.concat([series, pandas_column(LARGE_INTEGERS)], axis=1).shape == (6, 2)
+    pd.testing.assert_series_equal(pickle.loads(pickle.dumps(series)), series)
+    assert pandas_column([1, None], pa.int8(), D.TINYINT()).attrs == {}  # exact as float64
+    for module in (pyflink.table.utils, pyflink.fn_execution.coder_impl_fast,
+                   pyflink.fn_execution.coder_impl_slow):  # what the worker's decoders call
+        assert module.arrow_to_pandas.keeps_exact_int64, module
 
 
 # --- the HTTP request -------------------------------------------------------------------------

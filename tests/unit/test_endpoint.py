@@ -139,6 +139,7 @@ def test_basic_auth_header_value():
     ("http://alice:p%40ss@triton:1", "alice", "p@ss"),
     ("http://alice:p%3Ass@triton:1", "alice", "p:ss"),
     ("http://al%20ice:p%2Fss@triton:1", "al ice", "p/ss"),
+    ("http://alice:p%C3%A4ss@triton:1", "alice", "p\u00e4ss"),  # UTF-8, as browsers send it
 ])
 def test_percent_encoded_credentials_are_decoded(text, user, password):
     """RFC 3986 userinfo is percent-encoded: the only way to put '@', ':' or '/' in it."""
@@ -238,6 +239,52 @@ def test_parse_errors_never_contain_the_password(text):
     assert PASSWORD not in str(info.value)
 
 
+@pytest.mark.parametrize("text", [
+    # urlsplit drops tabs and line breaks: these used to parse as http://triton:8000
+    f"http://alice:{PASSWORD}@tri\nton:8000",
+    f"http://alice:{PASSWORD}@triton:80\r\n00",
+    f"http://alice:{PASSWORD}\t@triton:8000",
+    f"http://alice:{PASSWORD}@triton:8000/v\n2",
+    # other control characters used to reach the Host header or the credentials
+    f"http://alice:{PASSWORD}@triton\x00:8000",
+    f"http://alice:{PASSWORD}\x1b@triton:8000",
+    f"http://alice:{PASSWORD}@triton\x7f:8000",
+    f"http://alice:{PASSWORD}@triton\u2028:8000",
+    f"alice:{PASSWORD}@triton\x0b:8000",
+])
+def test_control_characters_are_refused_without_echo(text):
+    with pytest.raises(ValueError) as info:
+        Endpoint.parse(text)
+    assert "control character" in str(info.value)
+    assert PASSWORD not in str(info.value)
+    assert "alice" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", [
+    f"http://alice:{PASSWORD}%0D%0AX-Injected:%201@triton:8000",
+    f"http://alice:{PASSWORD}%00@triton:8000",
+    f"http://al%0Aice:{PASSWORD}@triton:8000",
+    "http://alice%09@triton:8000",
+    f"http://alice:{PASSWORD}%E2%80%A8@triton:8000",
+])
+def test_percent_encoded_control_characters_in_credentials_are_refused(text):
+    """Basic auth is base64, so they cannot inject a header, but they are certainly a mistake."""
+    with pytest.raises(ValueError) as info:
+        Endpoint.parse(text)
+    assert "user name or password contains a percent-encoded control character" in str(
+        info.value)
+    assert PASSWORD not in str(info.value)
+    assert "alice" not in str(info.value)
+
+
+def test_a_user_name_before_a_misplaced_scheme_is_not_echoed():
+    """urlsplit takes the text before the first ':' for the scheme: here the user name."""
+    with pytest.raises(ValueError) as info:
+        Endpoint.parse(f"alice:{PASSWORD}@triton/x://y")
+    assert "'://' must come right after the scheme" in str(info.value)
+    assert "alice" not in str(info.value)
+
+
 def test_nfkc_netloc_error_does_not_echo_the_password():
     """urlsplit rejects a netloc that NFKC-normalises to URL syntax, quoting the netloc."""
     with pytest.raises(ValueError) as info:
@@ -258,6 +305,7 @@ def test_nfkc_netloc_error_does_not_echo_the_password():
     ("no url here", "no url here"),
     ("", ""),
     ("grpc+tls://a:b@h:1", "grpc+tls://***@h:1"),
+    ("alice:pw@h/x://y", "***@h/x://y"),  # '://' after the credentials is no scheme's
 ])
 def test_redact_url_credentials(text, expected):
     assert redact_url_credentials(text) == expected
@@ -291,3 +339,23 @@ def test_redact_removes_passwords_that_endpoint_parse_accepts(text):
 def test_protocol_tls_and_address_follow_the_scheme(text, protocol, tls, address):
     endpoint = Endpoint.parse(text)
     assert (endpoint.protocol, endpoint.use_tls, endpoint.address) == (protocol, tls, address)
+
+
+# --- what goes on the wire is ASCII (issue 15) ----------------------------------------------------
+
+@pytest.mark.parametrize("text, host, base_path", [
+    ("http://bücher.example:8000", "xn--bcher-kva.example", ""),
+    ("http://h:8000/prä fix/v2", "h", "/pr%C3%A4%20fix"),
+])
+def test_an_international_host_and_path_go_on_the_wire_encoded(text, host, base_path):
+    """Before, they reached the request line and Host header as they were: a raw
+    UnicodeEncodeError in open(), outside every handler."""
+    endpoint = Endpoint.parse(text)
+    assert (endpoint.host, endpoint.base_path) == (host, base_path)
+    assert endpoint.path("health", "live").isascii()
+
+
+@pytest.mark.parametrize("text", ["http://a b:8000", "http://h*st:8000", "http://h,x:1"])
+def test_a_host_that_is_no_host_name_is_refused(text):
+    with pytest.raises(ValueError, match="not a valid host name"):
+        Endpoint.parse(text)

@@ -100,3 +100,93 @@ def test_async_connection_reads_two_responses_on_one_connection():
         return bodies
 
     assert asyncio.run(run()) == [b"one", b"second"]
+
+
+# --- malformed chunk sizes: a protocol error, and the connection is never used again (issue 15)
+
+@pytest.mark.parametrize("size", [b"zz", b"-1", b"0x5", b"1_0", b"+5", b"12345678901234567"])
+def test_a_malformed_chunk_size_is_a_protocol_error(size):
+    sock, thread = serve(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size
+                         + b"\r\nhello\r\n0\r\n\r\n")
+    with pytest.raises(http1.ProtocolError, match="invalid chunk size"):
+        connection_over(sock).exchange(b"GET / HTTP/1.1\r\n\r\n")
+    thread.join()
+
+
+async def exchange_async(answer: bytes, close: bool = False) -> http1.Response:
+    """One exchange of an AsyncConnection with a server that answers ``answer`` (and then
+    closes the connection, if ``close``)."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        if close:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connection = await http1.AsyncConnection.open("127.0.0.1", port, None)
+    try:
+        return await connection.exchange(b"GET / HTTP/1.1\r\n\r\n")
+    finally:
+        await connection.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+def test_the_async_connection_refuses_a_malformed_chunk_size_too():
+    with pytest.raises(http1.ProtocolError, match="invalid chunk size"):
+        asyncio.run(exchange_async(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"))
+
+
+def test_the_blocking_transport_discards_a_connection_after_a_protocol_error():
+    """The first answer is garbled: its request fails as a connection error naming model and
+    endpoint, and the next request opens a new connection rather than reading the rest."""
+    from pyflink_triton.errors import TritonConnectionError
+    from pyflink_triton.http_transport import HttpTransport
+    from pyflink_triton.options import TritonOptions
+    from pyflink_triton.transport import ModelRef
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []  # (kept open: a reused one would wait for an answer)
+
+    def run() -> None:
+        for answer in (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                       b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}'):
+            listener.settimeout(5)
+            peer, _ = listener.accept()
+            accepted.append(peer)
+            peer.recv(65536)
+            peer.sendall(answer)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    transport = HttpTransport.for_options(TritonOptions.from_dict(
+        {"endpoint": f"http://127.0.0.1:{port}", "model-name": "m", "timeout": "3 s"}))
+    try:
+        with pytest.raises(TritonConnectionError) as info:
+            transport.model_config(ModelRef("m"))
+        assert f"http://127.0.0.1:{port}" in str(info.value) and "'m'" in str(info.value)
+        assert "invalid chunk size" in str(info.value)
+        assert transport.model_config(ModelRef("m")) == {}
+    finally:
+        transport.close()
+        thread.join()
+        listener.close()
+        for peer in accepted:
+            peer.close()
+    assert len(accepted) == 2
+
+
+@pytest.mark.parametrize("rest, error", [
+    (b"5\r\nhello\r\n", ConnectionResetError),  # cut short: a transient failure
+    (b"", ConnectionResetError),
+    (b"5\r\nhello\r\n\r\n", http1.ProtocolError),  # a blank size line: malformed
+])
+def test_a_chunked_body_cut_short_is_never_a_shorter_answer(rest, error):
+    """Before, the end of the stream read as the last chunk: the partial body was returned."""
+    with pytest.raises(error):
+        asyncio.run(exchange_async(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + rest, close=True))

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import pickle
 import re
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -55,6 +56,7 @@ INPUTS = [("x", DataTypes.BIGINT())]
 OUTPUT = ("y", DataTypes.BIGINT())
 
 REPLAYED = {REPLAY_PARAMETER: True}  # the parameters of a replayed input
+FLUSHED = {FLUSH_PARAMETER: True}  # those of an END the function sent on its own
 
 
 def parse(**extra: str) -> TritonOptions:
@@ -69,7 +71,7 @@ def scope_error(options: TritonOptions, keyed: bool) -> str:
 
 def create_error(raw: dict[str, str], keyed: bool) -> str:
     with pytest.raises(TritonConfigError) as info:
-        TritonInference.create(raw, INPUTS, OUTPUT, keyed=keyed)
+        TritonInference.create(raw, INPUTS, OUTPUT, mode="keyed" if keyed else None)
     return str(info.value)
 
 
@@ -97,14 +99,14 @@ def test_per_record_functions_accept_the_per_record_options():
         "sequence-end": "true", "sequence-id-counter-init-strategy": "nano-time",
         "mode": "async", "sequence-replay-records": "0"})  # (0: the default, no effect)
     options.check_sequence_scope(False)
-    TritonInference.create(options, INPUTS, OUTPUT)  # keyed=False by default
+    TritonInference.create(options, INPUTS, OUTPUT)  # (a per-record function by default)
 
 
 def test_keyed_functions_accept_the_keyed_options():
     options = parse(**{"sequence-idle-timeout": "10 s", "sequence-replay-records": "4",
                        "mode": "sync"})
     options.check_sequence_scope(True)
-    inference = TritonInference.create(options, INPUTS, OUTPUT, keyed=True)
+    inference = TritonInference.create(options, INPUTS, OUTPUT, mode="keyed")
     assert inference.options.sequence_replay_records == 4
     assert inference.options.sequence_idle_timeout == timedelta(seconds=10)
 
@@ -233,7 +235,8 @@ def test_for_model_refuses_an_idle_timeout_at_tritons_default():
 def test_for_model_carries_base_id_and_replay():
     policy = for_model({"sequence_batching": {"max_sequence_idle_microseconds": "60000000"}},
                        **{"sequence-replay-records": "7", "sequence-idle-timeout": "10 s"})
-    assert policy == KeyedSequencePolicy("sensors", timedelta(seconds=10), 7)
+    assert policy == KeyedSequencePolicy("sensors", timedelta(seconds=10), 7,
+                                         timedelta(seconds=60))
     assert pickle.loads(pickle.dumps(policy)) == policy
 
 
@@ -399,7 +402,7 @@ def test_a_restored_open_sequence_restarts_with_replay(replay, expected):
         state = old.record(state, "k", (i,), False, now).state
     assert state.recent == ((1,), (2,), (3,))[-max(1, replay):]
     new = sequences(replay, "new")
-    assert not new.continues(state)
+    assert not new.continues(state, 40)
     plan = new.record(state, "k", (4,), False, 40)
     assert [s.values for s in plan.sends] == [*expected, (4,)]
     assert plan.replayed == len(expected)
@@ -547,10 +550,10 @@ def test_a_timer_of_a_closed_key_does_nothing(state):
 
 def test_continues():
     seq = sequences()
-    assert not seq.continues(None)
-    assert seq.continues(KeySequence("inc1", 0, True, 0, 100))
-    assert not seq.continues(KeySequence("inc1", 0, False, 0, None))
-    assert not seq.continues(KeySequence("inc0", 0, True, 0, 100))
+    assert not seq.continues(None, 0)
+    assert seq.continues(KeySequence("inc1", 0, True, 0, 100), 50)
+    assert not seq.continues(KeySequence("inc1", 0, False, 0, None), 50)
+    assert not seq.continues(KeySequence("inc0", 0, True, 0, 100), 50)
 
 
 @pytest.mark.parametrize("timeout, idle_ms", [(timedelta(microseconds=1), 1),
@@ -651,7 +654,7 @@ class Run:
         value = (self.values,)
         continues = (state is not None and state.open
                      and state.incarnation == self.seq.incarnation)
-        assert self.seq.continues(state) == continues
+        assert self.seq.continues(state, self.now) == continues
         plan = self.seq.record(state, key, value, end, self.now)
         sends = plan.sends
         # one sequence per plan, this incarnation's, numbered on from the key's last one
@@ -806,10 +809,10 @@ class FakeTriton:
         self.fail: dict[int, TritonRequestError] = {}
         self.closed = False
 
-    def model_metadata(self, model) -> dict[str, Any]:
+    def model_metadata(self, model, timeout=None) -> dict[str, Any]:
         return METADATA
 
-    def model_config(self, model) -> dict[str, Any]:
+    def model_config(self, model, timeout=None) -> dict[str, Any]:
         return self.config
 
     def infer(self, request: InferRequest) -> Answer:
@@ -881,7 +884,7 @@ class Harness:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any] | None = None,
                  **extra: str) -> None:
-        self.inference = TritonInference.create({**KEYED, **extra}, INPUTS, OUTPUT, keyed=True)
+        self.inference = TritonInference.create({**KEYED, **extra}, INPUTS, OUTPUT, mode="keyed")
         self.triton = FakeTriton(config)
         self.opened = 0
         self.states: dict[Any, KeySequence | None] = {}
@@ -1040,7 +1043,7 @@ def test_a_failed_replayed_request_abandons_the_new_sequence(harness):
     h.infer("a", 1)
     h.infer("a", 2)
     h.restore()
-    h.triton.fail[3] = TritonConnectionError("connection reset")  # the first replayed one
+    h.triton.fail[3] = TritonServerError("HTTP 400: bad input", 400)  # the first replayed one
     assert h.infer("a", 5) == -1
     assert len(h.triton.requests) == 3  # the rest of the plan was not sent
     assert h.infer("a", 6) == 9  # replays 1 and 2 again, in yet another sequence
@@ -1180,11 +1183,11 @@ def test_a_failed_first_record_counts_as_a_restart_of_the_key(harness, replay):
     or a failure" (KeyedInferenceSession._count). A key whose sequence was abandoned after its
     first request failed is such a key, as is one abandoned on a later request."""
     h = harness(sequence_replay_records=replay, default_value="-1")
-    h.triton.fail[1] = TritonConnectionError("timed out")  # the START may have reached Triton
+    h.triton.fail[1] = TritonServerError("HTTP 400: bad input", 400)
     assert h.infer("a", 1) == -1
     h.infer("a", 2)
     h.infer("b", 1)
-    h.triton.fail[4] = TritonConnectionError("timed out")
+    h.triton.fail[4] = TritonServerError("HTTP 400: bad input", 400)
     assert h.infer("b", 2) == -1
     h.infer("b", 3)
     assert h.metrics.sample()["sequencesRestarted"] == 2
@@ -1255,3 +1258,197 @@ def test_random_session_runs_never_confuse_triton(script, replay):
                     assert result != -1
         h.session.close()
         assert set(h.triton.totals) <= abandoned
+
+
+# --- sequences Triton no longer holds; steps never sent twice; a bounded close() --------------
+
+def test_a_key_idle_past_the_models_max_idle_starts_a_new_sequence(harness):
+    """Its idle END came late (or not at all): Triton reaped the sequence after the model's
+    max_sequence_idle_microseconds (10 s here), so the next record starts a new one, warmed
+    up with the key's last inputs, instead of continuing into a 400."""
+    h = harness(sequence_replay_records="2")
+    h.infer("a", 1)
+    h.infer("a", 2)
+    h.triton.totals.clear()  # (what Triton's reaper did, untold)
+    assert h.infer("a", 4, dt=10_000) == 7
+    assert h.triton.sent(2) == [(1, "sensors-a-inc1-1", True, False, REPLAYED),
+                                (2, "sensors-a-inc1-1", False, False, REPLAYED),
+                                (4, "sensors-a-inc1-1", False, False, None)]
+    assert h.metrics.sample()["sequencesRestarted"] == 1
+
+
+def test_a_key_idle_below_the_models_max_idle_continues(harness):
+    """Past its own idle timeout (5 s, its END not sent yet) but within Triton's 10 s."""
+    h = harness(sequence_replay_records="2")
+    h.infer("a", 1)
+    assert h.infer("a", 2, dt=9_999) == 3
+    assert [s[1:3] for s in h.triton.sent()] == [("sensors-a-inc1-0", True),
+                                                ("sensors-a-inc1-0", False)]
+
+
+@pytest.mark.parametrize("retries", ["0", "3"])
+def test_a_sequence_triton_no_longer_knows_restarts_once_with_replay(harness, retries):
+    """Triton restarted (or reaped the sequence) and answers the continuation with 400 "must
+    specify the START flag": the key's sequence restarts (new ID, START, replay), once."""
+    h = harness(sequence_replay_records="2", max_retries=retries)
+    for v in (1, 2, 3):
+        h.infer("a", v)
+    h.triton.totals.clear()  # a Triton restart: every sequence is gone
+    assert h.infer("a", 10) == 15
+    assert h.triton.sent(3) == [(10, "sensors-a-inc1-0", False, False, None),  # the 400
+                                (2, "sensors-a-inc1-1", True, False, REPLAYED),
+                                (3, "sensors-a-inc1-1", False, False, REPLAYED),
+                                (10, "sensors-a-inc1-1", False, False, None)]
+    assert h.infer("a", 20) == 35  # and goes on there
+    assert h.states["a"].number == 1 and h.states["a"].open
+
+
+def test_a_step_that_may_have_reached_the_model_is_not_sent_again_into_its_sequence(harness):
+    """A reset after the request was written: the model may have applied it. Resending it into
+    the sequence could apply it twice; the key's sequence restarts instead, and the record is
+    applied once, in the new sequence, after the replay."""
+    h = harness(sequence_replay_records="2", max_retries="5")
+    h.infer("a", 1)
+    h.infer("a", 2)
+    h.triton.fail[3] = TritonConnectionError("connection reset")  # (maybe delivered)
+    assert h.infer("a", 4) == 7
+    assert h.triton.sent(2) == [(4, "sensors-a-inc1-0", False, False, None),
+                                (4, "sensors-a-inc1-0", False, True, FLUSHED),  # its slot
+                                (1, "sensors-a-inc1-1", True, False, REPLAYED),
+                                (2, "sensors-a-inc1-1", False, False, REPLAYED),
+                                (4, "sensors-a-inc1-1", False, False, None)]
+    assert "sensors-a-inc1-0" not in h.triton.totals  # ended, not left to the reaper
+
+
+def test_a_step_that_surely_never_left_is_retried_in_its_sequence(harness):
+    h = harness(max_retries="5", retry_initial_backoff="1ms", retry_max_backoff="1ms")
+    h.infer("a", 1)
+    h.triton.fail[2] = TritonConnectionError("connection refused", maybe_delivered=False)
+    h.triton.fail[3] = TritonConnectionError("connection refused", maybe_delivered=False)
+    assert h.infer("a", 2) == 3
+    assert [s[1:3] for s in h.triton.sent(1)] == [("sensors-a-inc1-0", False)] * 3
+
+
+def test_a_sequence_restarts_only_once_per_record(harness):
+    h = harness(sequence_replay_records="1", default_value="-1", max_retries="3")
+    h.infer("a", 1)
+    h.triton.fail[2] = TritonConnectionError("connection reset")
+    h.triton.fail[4] = TritonConnectionError("connection reset")  # the restart's START
+    assert h.infer("a", 2) == -1
+    assert [s[1:4] for s in h.triton.sent(1)] == [
+        ("sensors-a-inc1-0", False, False), ("sensors-a-inc1-0", False, True),  # (its END)
+        ("sensors-a-inc1-1", True, False), ("sensors-a-inc1-1", False, True)]
+    assert not h.states["a"].open
+    assert h.infer("a", 5) == 6  # the next record starts again, replaying 1
+
+
+def test_a_retry_that_then_meets_an_unknown_sequence_restarts(harness):
+    """Connection refused while Triton restarts (retried in place: it never left), then the
+    restarted Triton's 400: the sequence restarts with the replay."""
+    h = harness(sequence_replay_records="1", max_retries="5", retry_initial_backoff="1ms",
+                retry_max_backoff="1ms")
+    h.infer("a", 1)
+    h.triton.fail[2] = TritonConnectionError("connection refused", maybe_delivered=False)
+    h.triton.totals.clear()
+    assert h.infer("a", 2) == 3
+    assert [s[1:3] for s in h.triton.sent(1)] == [
+        ("sensors-a-inc1-0", False), ("sensors-a-inc1-0", False),  # refused, then the 400
+        ("sensors-a-inc1-1", True), ("sensors-a-inc1-1", False)]
+
+
+class UnreachableTriton(FakeTriton):
+    """Answers the requests of open(), then refuses every request, as a dead server."""
+
+    def infer(self, request: InferRequest) -> Answer:
+        self.requests.append(request)
+        raise TritonConnectionError("connection refused", maybe_delivered=False)
+
+
+def test_close_against_a_dead_server_sends_one_end_and_gives_up_at_once(harness, caplog):
+    """Without a bound, 3 keys x 11 attempts x the backoff would hold close() for minutes."""
+    h = harness(max_retries="10", retry_initial_backoff="1 s")
+    for key in ("a", "b", "c"):
+        h.infer(key, 1)
+    dead = UnreachableTriton()
+    h.session._transport = dead
+    started = time.monotonic()
+    h.session.close()
+    assert time.monotonic() - started < 1.0
+    assert len(dead.requests) == 1
+    assert "3 of 3 open sequence(s) of model 'm' were not ended at close" in caplog.text
+    assert "connection refused" in caplog.text
+
+
+class SlowTriton(FakeTriton):
+    """Answers every request after ``seconds`` (at most the request's timeout)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def infer(self, request: InferRequest) -> Answer:
+        time.sleep(min(self.seconds, request.timeout or self.seconds))
+        return super().infer(request)
+
+
+def test_close_ends_sequences_within_its_deadline(harness, caplog):
+    h = harness()
+    for key in ("a", "b", "c", "d"):
+        h.infer(key, 1)
+    slow = SlowTriton(0.2)
+    slow.totals = dict(h.triton.totals)
+    h.session._transport = slow
+    started = time.monotonic()
+    h.session.end_open_sequences(within=0.5)
+    assert time.monotonic() - started < 1.5  # (0.5 s, and the last attempt cut to what is left)
+    assert 1 <= len(slow.requests) <= 3
+    assert f"{4 - len(slow.requests)} of 4 open sequence(s)" in caplog.text
+    h.session.close()  # (nothing left to end)
+    assert len(slow.requests) <= 3
+
+
+def test_a_failed_replay_that_may_have_arrived_restarts_the_new_sequence_once(harness):
+    h = harness(sequence_replay_records="2", max_retries="3")
+    h.infer("a", 1)
+    h.infer("a", 2)
+    h.restore()
+    h.triton.fail[3] = TritonConnectionError("connection reset")  # the first replayed one
+    assert h.infer("a", 5) == 8
+    assert [s[1:4] for s in h.triton.sent(2)] == [
+        ("sensors-a-inc2-1", True, False), ("sensors-a-inc2-1", False, True),  # (its END)
+        ("sensors-a-inc2-2", True, False), ("sensors-a-inc2-2", False, False),
+        ("sensors-a-inc2-2", False, False)]
+
+
+def test_a_sequence_replaced_after_triton_reaped_it_is_not_ended_at_close(harness):
+    h = harness()
+    h.infer("a", 1)
+    h.infer("a", 2, dt=10_000)  # (a new sequence: Triton reaped the first)
+    sent = len(h.triton.requests)
+    h.session.close()
+    assert [s[1:4] for s in h.triton.sent(sent)] == [("sensors-a-inc1-1", False, True)]
+
+
+def test_an_idle_timer_later_than_the_reaper_sends_no_end_and_keeps_the_replay(harness):
+    """The timer fired after Triton's max idle (10 s here): the END would meet a 400. The key's
+    next record starts anew with the replay, as after any interruption."""
+    h = harness(sequence_replay_records="2")
+    h.infer("a", 1)
+    h.infer("a", 2)
+    sent = len(h.triton.requests)
+    h.now += 10_000
+    h.states["a"] = h.session.end_if_idle(h.states["a"], "a", h.now)
+    assert len(h.triton.requests) == sent
+    assert not h.states["a"].open and h.states["a"].interrupted
+    h.triton.totals.clear()  # (what the reaper did)
+    assert h.infer("a", 4) == 7
+    assert [s[0] for s in h.triton.sent(sent)] == [1, 2, 4]
+
+
+def test_close_names_the_last_failure_even_when_it_did_not_stop_it(harness, caplog):
+    h = harness()
+    h.infer("a", 1)
+    h.triton.totals.clear()  # (the END will meet a 400: Triton lost the sequence)
+    h.session.close()
+    assert "1 of 1 open sequence(s)" in caplog.text
+    assert "must specify the START flag" in caplog.text

@@ -220,7 +220,16 @@ def test_keys_are_stripped():
 
 def test_provider_triton_accepted():
     assert parse(provider="triton").provider == "triton"
-    assert parse(provider=" triton ").provider == "triton"
+
+
+@pytest.mark.parametrize("provider", [" triton ", "triton\n", "Triton", "TRITON"])
+def test_provider_must_be_exactly_triton(provider):
+    """Flink's FactoryUtil.discoverFactory matches the identifier with equals(): no trimming,
+    no lower-casing."""
+    message = config_error({"provider": provider})
+    assert message.startswith(f"Invalid value for option 'provider': {provider!r}: Flink "
+                              "matches a model's 'provider' exactly and case-sensitively")
+    assert "write 'triton'" in message
 
 
 @pytest.mark.parametrize("version", ["1", "3", "12", " 7 "])
@@ -522,15 +531,19 @@ def test_custom_headers_reserved(name):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("bad name:verysecretvalue", "'bad name' is not a valid HTTP header name"),
-    ("X(A):verysecretvalue", "not a valid HTTP header name"),
-    ("verysecretvalue", "NAME:value"),
-    ("X-A:verysecretvalue:other", "NAME:value"),
-    ("X-A:'verysecretvalue", "illegal quoting at position 4"),
-    ("X-B:\"verysecret,value\"", "illegal quoting"),
-    ("'X-A:verysecretvalue", "a quote is not closed"),
-    ("'X-A:verysecret'value", "illegal quoting"),
-    ("X-Empty:", "NAME:value"),
+    ("bad name:verysecretvalue", "entry 1: the name is not a valid HTTP header name"),
+    ("X(A):verysecretvalue", "entry 1: the name is not a valid HTTP header name"),
+    ("verysecretvalue", "entry 1: it is not NAME:value"),
+    ("X-A:verysecretvalue:other", "entry 1: it is not NAME:value"),
+    ("X-A:'verysecretvalue", "entry 1: illegal quoting"),
+    ("X-B:\"verysecret,value\"", "entry 1: illegal quoting"),
+    ("'X-A:verysecretvalue", "entry 1: a quote is not closed"),
+    ("'X-A:verysecret'value", "entry 1: illegal quoting"),
+    ("X-Empty:", "entry 1: it is not NAME:value"),
+    ("X-A:1,X-B:2,bad name:verysecretvalue", "entry 3: the name is not a valid"),
+    ("X-A:1,'X-B:verysecretvalue", "entry 2: a quote is not closed"),
+    ("X-A:1,X-B:'verysecretvalue'x", "entry 2: illegal quoting"),
+    ("X-A:1,\"X-B:'verysecretvalue\"", "entry 2: a quote is not closed"),
 ])
 def test_custom_headers_invalid(text, fragment):
     message = config_error({"custom-headers": text})
@@ -539,6 +552,52 @@ def test_custom_headers_invalid(text, fragment):
     assert "verysecretvalue" not in message
     assert "(secret value not shown)" in message
     assert "Flink map syntax" in message
+
+
+@pytest.mark.parametrize("text, number", [
+    # a header name made of a token fragment, as when the ':' went to the wrong place
+    ("Authorization Bearer verysecretvalue:x", 1),
+    ("X-A:1,Authorization Bearer verysecretvalue:x", 2),
+    ("X-A:1,Bearer verysecretvalue", 2),
+    ("verysecretvalue'x:y", 1),
+    ("X-A:verysecretvalue'x", 1),
+])
+def test_custom_headers_reasons_never_echo_the_value(text, number):
+    message = config_error({"custom-headers": text})
+    assert "verysecret" not in message
+    assert "Bearer" not in message
+    assert f": entry {number}: " in message
+
+
+@pytest.mark.parametrize("text, number, kind", [
+    ("X-A:abc\r\nX-Injected", 1, "a line break (CR or LF)"),
+    ("'X-A:\"verysecretvalue\r\nX-Injected: 1\"'", 1, "a line break (CR or LF)"),
+    ("X-A:1,X-B:verysecret\nvalue", 2, "a line break (CR or LF)"),
+    ("X-A:verysecret\x00value", 1, "a NUL character"),
+    ("X-A:verysecret\tvalue", 1, "a control character"),
+    ("X-A:verysecret\x7fvalue", 1, "a control character"),
+    ("X-A:verysecretvalu\u00e9", 1, "a non-ASCII character"),
+    ("X-A:verysecret\u20acvalue", 1, "a non-ASCII character"),
+])
+def test_custom_headers_values_must_be_printable_ascii(text, number, kind):
+    """http1.py writes header lines as latin-1 text: a CR LF in a value would add a header."""
+    message = config_error({"custom-headers": text})
+    assert f"entry {number}: the value contains {kind}" in message
+    assert "printable ASCII only (0x20-0x7E)" in message
+    assert "verysecret" not in message
+    assert "Injected" not in message
+
+
+def test_custom_header_name_with_a_final_line_break_is_refused():
+    """A quoted name keeps its line break; re.match's $ used to let it through."""
+    message = config_error({"custom-headers": "\"'X-A\n':v\""})
+    assert "entry 1: the name is not a valid HTTP header name" in message
+
+
+def test_custom_headers_accept_all_of_printable_ascii():
+    value = "".join(chr(code) for code in range(0x20, 0x7F))
+    entry = "X-All:'" + value.replace("'", "''") + "'"  # quoted value, then quoted entry
+    assert parse_headers('"' + entry.replace('"', '""') + '"') == (("X-All", value),)
 
 
 # --- invalid values: the message names key, value and what is expected ---------------------------
@@ -609,6 +668,47 @@ def test_empty_auth_token_message_hides_value(token):
     assert "'auth-token'" in message
     assert "(secret value not shown)" in message
     assert "non-empty token" in message
+
+
+@pytest.mark.parametrize("token, kind", [
+    ("abc\r\nX-Injected: 1", "a line break (CR or LF)"),
+    ("abc\nX-Injected: 1", "a line break (CR or LF)"),
+    ("Bearer abc\rX-Injected: 1", "a line break (CR or LF)"),
+    ("abc\x00X-Injected", "a NUL character"),
+    ("abc\tX-Injected", "a control character"),
+    ("abc\x1bX-Injected", "a control character"),
+    ("abcX-Injected\u00e9", "a non-ASCII character"),
+    ("abc\u2028X-Injected", "a non-ASCII character"),
+])
+def test_auth_token_must_be_printable_ascii(token, kind):
+    """It becomes the Authorization header (gRPC: metadata, printable ASCII only)."""
+    message = config_error({"auth-token": token})
+    assert message.startswith("Invalid value for option 'auth-token': (secret value not "
+                              f"shown): the token contains {kind}")
+    assert "printable ASCII only (0x20-0x7E)" in message
+    assert "abc" not in message
+    assert "Injected" not in message
+
+
+def test_auth_token_may_be_any_printable_ascii():
+    token = "".join(chr(code) for code in range(0x20, 0x7F))
+    assert parse_keys({"auth-token": token}).auth_token == token
+
+
+@pytest.mark.parametrize("endpoint", [
+    "http://alice:pw-SECRET-7@triton\r\n:8000",
+    "http://alice:pw-SECRET-7\n@triton:8000",
+    "http://alice:pw-SECRET-7@tri\tton:8000",
+    "http://alice:pw-SECRET-7@triton\x00:8000",
+    "http://alice:pw%0D%0A-SECRET-7@triton:8000",
+    "http://alice:pw-SECRET-7%00@triton:8000",
+    "alice:pw-SECRET-7@triton/x://y",
+])
+def test_endpoint_refusals_never_echo_the_credentials(endpoint):
+    message = config_error({"endpoint": endpoint})
+    assert message.startswith("Invalid value for option 'endpoint': ")
+    assert "SECRET" not in message
+    assert "alice" not in message
 
 
 def test_auth_token_never_echoed_in_other_errors():
@@ -1225,3 +1325,65 @@ def test_error_fields_with_a_default_value_checks_both():
     inference = create_function({"error-fields": "true", "default-value": "0.5"})
     assert inference.results.default == (0.5,)
     assert inference.results.error_fields is True
+
+
+# --- which options each mode takes (issue 15) ----------------------------------------------------
+
+def mode_error(function_mode: str, **extra: str) -> str:
+    with pytest.raises(TritonConfigError) as info:
+        TritonOptions.from_dict({**BASE, **extra}).check_mode(function_mode)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("mode, extra, named", [
+    ("sync", {"batch-size": "8"}, "'batch-size' applies only to the 'vectorized' mode"),
+    ("async", {"batch-size": "8"}, "'batch-size' applies only to the 'vectorized' mode"),
+    ("keyed", {"sequence-id": "s", "batch-size": "8"}, "'batch-size' applies only"),
+    ("sync", {"max-concurrent-requests": "4"},
+     "'max-concurrent-requests' applies only to the 'async' mode and the 'vectorized' mode"),
+    ("keyed", {"sequence-id": "s", "max-concurrent-requests": "4"},
+     "'max-concurrent-requests' applies only"),
+])
+def test_an_option_that_does_nothing_in_the_mode_is_refused(mode, extra, named):
+    message = mode_error(mode, **extra)
+    assert named in message
+    assert "remove it" in message
+
+
+@pytest.mark.parametrize("mode, extra", [
+    ("vectorized", {"batch-size": "8", "max-concurrent-requests": "4"}),
+    ("async", {"max-concurrent-requests": "4"}),
+    ("async", {"sequence-id": "s", "sequence-id-auto-increment": "true",
+               "sequence-start": "true", "sequence-end": "true"}),
+    ("sync", {"sequence-id": "s"}),
+    ("keyed", {"sequence-id": "s", "sequence-replay-records": "2"}),
+])
+def test_the_options_of_a_mode_are_accepted(mode, extra):
+    TritonOptions.from_dict({**BASE, **extra}).check_mode(mode)
+
+
+def test_a_mode_option_that_does_not_fit_the_function_is_refused():
+    assert "'mode' = 'async' does not fit this function" in mode_error("sync", mode="async")
+
+
+@pytest.mark.parametrize("value, ok", [("1", True), ("512", True), ("513", False),
+                                       ("100000", False)])
+def test_max_concurrent_requests_has_an_upper_bound(value, ok):
+    raw = {**BASE, "max-concurrent-requests": value}
+    if ok:
+        assert TritonOptions.from_dict(raw).max_concurrent_requests == int(value)
+    else:
+        assert "from 1 to 512" in config_error(raw, base=False)
+
+
+@pytest.mark.parametrize("value, ok", [("0", True), (str(2**64 - 1), True),
+                                       (str(2**64), False), (str(10**30), False)])
+def test_priority_is_what_the_wire_carries(value, ok):
+    """An unsigned 64-bit integer: beyond it, gRPC's protobuf raised a raw ValueError per
+    record, after registration had accepted the value."""
+    raw = {**BASE, "priority": value}
+    if ok:
+        assert TritonOptions.from_dict(raw).priority == int(value)
+    else:
+        message = config_error(raw, base=False)
+        assert "'priority'" in message and "from 0 to 18446744073709551615" in message

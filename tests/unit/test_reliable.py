@@ -27,8 +27,8 @@ from pyflink_triton.errors import (
 )
 from pyflink_triton.metrics import GROUP, InferenceMetrics
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.reliable import HealthCheck, RequestGuard
-from pyflink_triton.resilience import Admission, BreakerState, CircuitBreaker
+from pyflink_triton.reliable import HealthCheck, RequestGuard, call_with_retries
+from pyflink_triton.resilience import Admission, BreakerState, CircuitBreaker, RetryPolicy
 from pyflink_triton.sequence import SequenceParams
 from pyflink_triton.transport import InferRequest, ModelRef
 
@@ -50,7 +50,7 @@ class Response:
 
 
 RESPONSE = Response()
-Step = TritonRequestError | None  # an error to raise, or None to answer
+Step = Exception | None  # an error to raise, or None to answer
 
 
 class ScriptedTransport:
@@ -824,3 +824,130 @@ def test_stop_without_start_and_twice(monkeypatch):
     check.stop()
     check.stop()
     assert health_threads() == []
+
+
+# --- anything a transport raises goes through the failure policy (issue 15) -------------------
+
+def test_a_surprise_from_below_becomes_a_request_error_naming_model_and_endpoint(send, clock):
+    """e.g. protobuf's ValueError for a value a gRPC field cannot carry: not retried (sending
+    it again cannot help), but a TritonRequestError, which fallbacks and error fields see."""
+    surprise = ValueError("Value out of range: 18446744073709551616")
+    transport = ScriptedTransport([surprise, None])
+    with pytest.raises(TritonRequestError) as info:
+        send(make_guard(clock, RETRIES), transport, make_request())
+    message = str(info.value)
+    assert "model 'resnet'" in message and ENDPOINT in message
+    assert "ValueError: Value out of range" in message
+    assert not info.value.retryable
+    assert len(transport.requests) == 1
+
+
+# --- steps of a sequence: resent only when they surely never left -------------------------------
+
+def test_without_resending_delivered_a_failure_that_may_have_arrived_is_final(clock, monkeypatch):
+    monkeypatch.setattr("pyflink_triton.reliable.time.sleep", lambda seconds: None)
+    reset = TritonConnectionError("connection reset by peer")  # (after the request was written)
+    transport = ScriptedTransport([reset, None])
+    with pytest.raises(TritonRequestError) as info:
+        make_guard(clock, RETRIES).send(transport, make_request(), resend_delivered=False)
+    assert len(transport.requests) == 1
+    assert "it may have reached the model" in str(info.value)
+    assert info.value.last_attempt is reset
+    assert info.value.maybe_delivered
+
+
+def test_without_resending_delivered_a_request_that_never_left_is_retried(clock, monkeypatch):
+    monkeypatch.setattr("pyflink_triton.reliable.time.sleep", lambda seconds: None)
+    refused = TritonConnectionError("connection refused", maybe_delivered=False)
+    transport = ScriptedTransport([refused, refused, None])
+    guard = make_guard(clock, RETRIES)
+    assert guard.send(transport, make_request(), resend_delivered=False) is RESPONSE
+    assert len(transport.requests) == 3
+
+
+def test_the_delivery_flag_survives_pickling():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(TritonConnectionError("refused", maybe_delivered=False)))
+    assert str(error) == "refused" and error.maybe_delivered is False
+
+
+# --- call_with_retries: what open() fetches, under the records' policy ---------------------------
+
+class Fetches:
+    """Each call takes the next step: raise its error, or return ``"served"``."""
+
+    def __init__(self, *steps: Exception | None) -> None:
+        self.steps = list(steps)
+        self.calls = 0
+
+    def __call__(self, timeout: float) -> str:
+        self.calls += 1
+        step = self.steps.pop(0)
+        if step is None:
+            return "served"
+        raise step
+
+
+def fetch_with(steps: Fetches, clock: FakeClock, waits: list[float],
+               **extra: str) -> str:
+    options = make_options(extra)
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    return call_with_retries(RetryPolicy.from_options(options), steps, "fetching model X",
+                             options.endpoint, MODEL, clock=clock, sleep=sleep,
+                             uniform=lambda: 0.0)
+
+
+def test_open_waits_for_a_server_that_is_not_up_yet(clock, caplog):
+    refused = TritonConnectionError("Cannot reach the Triton server: connection refused")
+    steps = Fetches(refused, refused, refused, None)
+    waits: list[float] = []
+    with caplog.at_level(logging.WARNING, logger="pyflink_triton.reliable"):
+        assert fetch_with(steps, clock, waits, **{"max-retries": "10"}) == "served"
+    assert steps.calls == 4
+    assert waits == pytest.approx([0.05, 0.1, 0.2])  # the records' backoff (uniform() = 0)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert all(ENDPOINT in r.getMessage() and "connection refused" in r.getMessage()
+               for r in warnings)
+    assert "attempt 1 of at most 11" in warnings[0].getMessage()
+
+
+def test_open_without_retries_fails_at_once_as_before(clock):
+    refused = TritonConnectionError("Cannot reach the Triton server: connection refused")
+    waits: list[float] = []
+    with pytest.raises(TritonRequestError) as info:
+        fetch_with(Fetches(refused, None), clock, waits)
+    assert waits == []
+    assert info.value is refused
+
+
+def test_open_does_not_retry_what_is_not_transient(clock):
+    unknown = TritonServerError("HTTP 404: unknown model", 404)
+    waits: list[float] = []
+    with pytest.raises(TritonRequestError) as info:
+        fetch_with(Fetches(unknown, None), clock, waits, **{"max-retries": "10"})
+    assert info.value is unknown and waits == []
+
+
+def test_open_gives_up_when_the_policy_does(clock):
+    refused = TritonConnectionError("connection refused")
+    waits: list[float] = []
+    with pytest.raises(TritonRequestError) as info:
+        fetch_with(Fetches(*[refused] * 4), clock, waits, **{"max-retries": "3"})
+    message = str(info.value)
+    assert f"Gave up on fetching model X at {ENDPOINT} after 4 attempt(s)" in message
+    assert "'max-retries' = 3" in message and message.endswith("connection refused")
+
+
+def test_open_is_bounded_by_record_timeout(clock):
+    refused = TritonConnectionError("connection refused")
+    waits: list[float] = []
+    with pytest.raises(TritonRequestError, match="'record-timeout'"):
+        fetch_with(Fetches(*[refused] * 50), clock, waits, **{
+            "max-retries": "50", "retry-max-backoff": "1 s", "record-timeout": "3 s"})
+    assert sum(waits) < 3.0

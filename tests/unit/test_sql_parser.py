@@ -7,7 +7,14 @@ import pytest
 from pyflink_triton.errors import TritonConfigError
 from pyflink_triton.options import TritonOptions
 from pyflink_triton.sequence import SequencePolicy
-from pyflink_triton.sql import CreateModel, Token, parse_create_model, split_statements
+from pyflink_triton.sql import (
+    CreateModel,
+    Token,
+    execute_sql,
+    is_triton_model,
+    parse_create_model,
+    split_statements,
+)
 
 from jobs import SEED_CREATE_MODEL as SEED
 
@@ -384,40 +391,44 @@ def test_repr_hides_statement_text():
     ("CREATE MODEL", "ends too early"),
     ("CREATE MODEL m WITH", "ends too early"),
     ("CREATE MODEL m WITH (", "ends too early"),
-    ("CREATE MODEL m WITH ('k'", "ends too early"),
-    ("CREATE MODEL m WITH ('k' = 'v'", "ends too early"),
-    ("CREATE MODEL m WITH ('k' = 'v',)", "ends too early"),
-    ("CREATE MODEL m WITH ('k' = 1)", "string literals, found 'k' = 1"),
-    ("CREATE MODEL m WITH (k = 'v')", "string literals, found k = 'v'"),
-    ("CREATE MODEL m WITH ('k' = v)", "string literals"),
-    ("CREATE MODEL m WITH ('k' = `v`)", "string literals"),
-    ("CREATE MODEL m WITH ('k' 'v')", "expected ="),
-    ("CREATE MODEL m WITH ('k' = 'v' 'x' = 'y')", "expected , or )"),
-    ("CREATE MODEL m WITH ('k' = 'a', 'k' = 'b')", "option 'k' is given twice"),
-    ("CREATE MODEL m WITH 'k' = 'v'", "expected ("),
-    ("CREATE MODEL m ('k' = 'v')", "expected WITH"),
-    ("CREATE MODEL m WITH ('k' = 'v') extra", "unexpected 'extra' after the WITH clause"),
-    ("CREATE MODEL m WITH ('k' = 'v') ('x' = 'y')", "unexpected '(' after the WITH clause"),
-    ("CREATE MODEL 'm' WITH ('k' = 'v')", "expected a name, found ''m''"),
-    ("CREATE MODEL 42 WITH ('k' = 'v')", "expected a name, found '42'"),
-    ("CREATE MODEL db. WITH ('k' = 'v')", "expected WITH"),
-    ("CREATE MODEL IF EXISTS m WITH ('k' = 'v')", "expected NOT, found 'EXISTS'"),
-    ("CREATE MODEL IF NOT m WITH ('k' = 'v')", "expected EXISTS, found 'm'"),
-    ("CREATE MODEL m INPUT (x) WITH ('k' = 'v')", "column 'x' has no type"),
-    ("CREATE MODEL m INPUT (x, y INT) WITH ('k' = 'v')", "column 'x' has no type"),
-    ("CREATE MODEL m INPUT () WITH ('k' = 'v')", "expected a name, found ')'"),
-    ("CREATE MODEL m INPUT (, x INT) WITH ('k' = 'v')", "expected a name, found ','"),
-    ("CREATE MODEL m INPUT (x INT WITH ('k' = 'v')", "unclosed column list"),
-    ("CREATE MODEL m INPUT (x ARRAY<INT) WITH ('k' = 'v')", "unclosed column list"),
-    ("CREATE MODEL m INPUT x INT WITH ('k' = 'v')", "expected ("),
-    ("CREATE MODEL m OUTPUT (y INT) INPUT (x INT) WITH ('k' = 'v')", "expected WITH"),
-    ("CREATE MODEL m INPUT ('x' INT) WITH ('k' = 'v')", "expected a name"),
+    ("CREATE MODEL m WITH ('model-name'", "ends too early"),
+    ("CREATE MODEL m WITH ('model-name' = 'v'", "ends too early"),
+    ("CREATE MODEL m WITH ('model-name' = 'v',)", "ends too early"),
+    ("CREATE MODEL m WITH ('timeout' = 1)", "string literals, found 'timeout' = 1"),
+    ("CREATE MODEL m WITH (timeout = '1 s')", "string literals, found timeout = '1 s'"),
+    ("CREATE MODEL m WITH ('api-key' = 1)", "string literals, found 'api-key' = ***"),
+    ("CREATE MODEL m WITH ('model-name' = v)", "string literals"),
+    ("CREATE MODEL m WITH ('model-name' = `v`)", "string literals"),
+    ("CREATE MODEL m WITH ('model-name' 'v')", "expected ="),
+    ("CREATE MODEL m WITH ('model-name' = 'v' 'timeout' = 'y')", "expected , or )"),
+    ("CREATE MODEL m WITH ('model-name' = 'a', 'model-name' = 'b')",
+     "option 'model-name' is given twice"),
+    ("CREATE MODEL m WITH 'model-name' = 'v'", "expected ("),
+    ("CREATE MODEL m ('model-name' = 'v')", "expected WITH"),
+    ("CREATE MODEL m WITH ('model-name' = 'v') extra", "unexpected 'extra' after the WITH clause"),
+    ("CREATE MODEL m WITH ('model-name' = 'v') ('timeout' = 'y')",
+     "unexpected '(' after the WITH clause"),
+    ("CREATE MODEL 'm' WITH ('model-name' = 'v')", "expected a name, found ''m''"),
+    ("CREATE MODEL 42 WITH ('model-name' = 'v')", "expected a name, found '42'"),
+    ("CREATE MODEL db. WITH ('model-name' = 'v')", "expected WITH"),
+    ("CREATE MODEL IF EXISTS m WITH ('model-name' = 'v')", "expected NOT, found 'EXISTS'"),
+    ("CREATE MODEL IF NOT m WITH ('model-name' = 'v')", "expected EXISTS, found 'm'"),
+    ("CREATE MODEL m INPUT (x) WITH ('model-name' = 'v')", "column 'x' has no type"),
+    ("CREATE MODEL m INPUT (x, y INT) WITH ('model-name' = 'v')", "column 'x' has no type"),
+    ("CREATE MODEL m INPUT () WITH ('model-name' = 'v')", "expected a name, found ')'"),
+    ("CREATE MODEL m INPUT (, x INT) WITH ('model-name' = 'v')", "expected a name, found ','"),
+    ("CREATE MODEL m INPUT (x INT WITH ('model-name' = 'v')", "unclosed column list"),
+    ("CREATE MODEL m INPUT (x ARRAY<INT) WITH ('model-name' = 'v')", "unclosed column list"),
+    ("CREATE MODEL m INPUT x INT WITH ('model-name' = 'v')", "expected ("),
+    ("CREATE MODEL m OUTPUT (y INT) INPUT (x INT) WITH ('model-name' = 'v')", "expected WITH"),
+    ("CREATE MODEL m INPUT ('x' INT) WITH ('model-name' = 'v')", "expected a name"),
 ])
 def test_malformed_create_model(sql, fragment):
     message = parse_error(sql)
     assert message.startswith("Cannot parse CREATE MODEL: ")
     assert fragment in message
-    assert sql.strip() in message  # the statement is shown for context
+    # The statement is shown for context, the values of options unknown here masked.
+    assert sql.strip().replace("'api-key' = 1", "'api-key' = '***'") in message
 
 
 def test_malformed_statement_error_is_a_value_error():
@@ -426,7 +437,127 @@ def test_malformed_statement_error_is_a_value_error():
 
 
 def test_malformed_statement_after_valid_ones_is_reported():
-    statements = split_statements(f"CREATE MODEL a {WITH}; CREATE MODEL b WITH ('k' = 1)")
+    statements = split_statements(f"CREATE MODEL a {WITH}; CREATE MODEL b WITH ('timeout' = 1)")
     assert parse_create_model(*statements[0]).name == "a"
-    with pytest.raises(TritonConfigError, match="found 'k' = 1"):
+    with pytest.raises(TritonConfigError, match="found 'timeout' = 1"):
         parse_create_model(*statements[1])
+
+
+# --- the provider: Flink matches it exactly (issue 15) -------------------------------------------
+
+class RecordingTableEnvironment:
+    """Records the statements handed to Flink; nothing else is called for these tests."""
+
+    def __init__(self) -> None:
+        self.executed: list[str] = []
+
+    def execute_sql(self, text: str) -> str:
+        self.executed.append(text)
+        return text
+
+
+@pytest.mark.parametrize("provider", ["Triton", " triton", "triton ", "TRITON", "\ttriton\n"])
+def test_execute_sql_refuses_a_provider_flink_would_not_match(provider):
+    """Flink stores such a model and finds no provider for it: no function would exist."""
+    other = "CREATE MODEL other WITH ('provider' = 'openai', 'task' = 'chat')"
+    t_env = RecordingTableEnvironment()
+    with pytest.raises(TritonConfigError) as info:
+        execute_sql(t_env, f"{other}; CREATE MODEL `my model` WITH ('provider' = '{provider}')")
+    message = str(info.value)
+    assert message.startswith(f"Model '`my model`': with 'provider' = {provider!r}, ")
+    assert "exactly and case-sensitively" in message
+    assert "write 'triton'" in message
+    assert t_env.executed == [other]  # other providers' models still go to Flink untouched
+
+
+@pytest.mark.parametrize("sql, expected", [
+    (f"CREATE MODEL m {WITH}", True),
+    ("CREATE MODEL m WITH ('provider' = 'openai')", False),
+    ("CREATE MODEL m WITH ('provider' = 'triton-x')", False),
+    ("CREATE MODEL m WITH ('model-name' = 'm')", False),
+    ("SELECT 1", False),
+])
+def test_is_triton_model(sql, expected):
+    assert is_triton_model(only(sql)) is expected
+
+
+# --- no secret in a parse error (issue 15) -------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "CREATE MODEL m WITH ('endpoint' = 'http://alice:hunter2@h:1', 'auth-token' = 'hunter2', "
+    "'custom-headers' = 'X-Key:hunter2', 'k' = 1)",
+    "CREATE MODEL m WITH ('auth-token' = 'hunter2') extra",
+    "CREATE MODEL m WITH ('auth-token' = hunter2)",
+    'CREATE MODEL m WITH ("auth-token" = "hunter2")',  # (double quotes: not SQL strings)
+    "CREATE MODEL m WITH (auth_token = 'hunter2', 'x' = 1)",
+    "CREATE MODEL m WITH ('provider' = 'openai', 'api-key' = 'hunter2') extra",
+])
+def test_a_parse_error_shows_the_statement_without_its_secrets(text):
+    (statement, tokens), = split_statements(text)
+    with pytest.raises(TritonConfigError) as info:
+        parse_create_model(statement, tokens)
+    message = str(info.value)
+    assert "hunter2" not in message
+    assert "Cannot parse CREATE MODEL" in message
+
+
+@pytest.mark.parametrize("text", [
+    "CREATE MODEL m WITH ('auth-token' = 'hunter2)",
+    "CREATE MODEL m WITH ('auth-token' = 'hunter2', 'endpoint' = 'http://h)",
+])
+def test_an_unterminated_literal_echoes_nothing_around_it(text):
+    with pytest.raises(TritonConfigError) as info:
+        split_statements(text)
+    assert "hunter2" not in str(info.value)
+    assert "(line 1, column " in str(info.value)  # (where it is, instead)
+
+
+def test_a_parse_error_shows_the_options_that_are_no_secret():
+    (statement, tokens), = split_statements(
+        "CREATE MODEL m WITH ('model-name' = 'add_one', 'timeout' = '5 s') extra")
+    with pytest.raises(TritonConfigError) as info:
+        parse_create_model(statement, tokens)
+    assert "'model-name' = 'add_one', 'timeout' = '5 s'" in str(info.value)
+
+
+# --- one bound for the async models of a table environment (issue 15) --------------------------
+
+class AsyncTableEnvironment(RecordingTableEnvironment):
+    """Also keeps the settings and the functions registered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings: dict[str, str] = {}
+        self.functions: list[str] = []
+
+    def get_config(self) -> AsyncTableEnvironment:
+        return self
+
+    def set(self, key: str, value: str) -> None:
+        self.settings[key] = value
+
+    def list_user_defined_functions(self) -> list[str]:
+        return self.functions
+
+    def create_temporary_function(self, name: str, function: object) -> None:
+        self.functions.append(name)
+
+
+def async_model(name: str, bound: int) -> str:
+    return (f"CREATE MODEL {name} INPUT (x DOUBLE) OUTPUT (y DOUBLE) WITH ("
+            "'provider' = 'triton', 'endpoint' = 'http://h:8000', 'model-name' = 'add_one', "
+            f"'mode' = 'async', 'max-concurrent-requests' = '{bound}')")
+
+
+def test_async_models_of_one_environment_must_share_their_bound():
+    """Every async model registered counts, not only the last: a, b (8), then b again with 16
+    would silently give a 16."""
+    t_env = AsyncTableEnvironment()
+    execute_sql(t_env, f"{async_model('a', 8)}; {async_model('b', 8)}")
+    assert t_env.settings["table.exec.async-scalar.max-concurrent-operations"] == "8"
+    t_env.functions.remove("b")  # (dropped, to be created again)
+    with pytest.raises(TritonConfigError) as info:
+        execute_sql(t_env, async_model("b", 16))
+    assert "'a' ('max-concurrent-requests' = 8) and 'b' (16)" in str(info.value)
+    assert t_env.settings["table.exec.async-scalar.max-concurrent-operations"] == "8"
+    assert t_env.executed.count(async_model("b", 16)) == 0  # nothing stored for the refused one
