@@ -27,7 +27,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-_AFFECTED_VERSIONS = ("2.3.",)  # the rows are reused in 2.3.0; check again for 2.4
+_AFFECTED_VERSIONS = ("2.3.",)  # what is patched is 2.3.0's; check again for 2.4
 
 
 def install() -> None:
@@ -118,7 +118,6 @@ async def _cancel_pending_tasks() -> None:
 # worker), so the exact values ride along in its ``attrs``, pandas' metadata dict.
 
 EXACT_INT64 = "pyflink_triton.exact_int64"  # the key in ``Series.attrs``
-_EXACT_INT64_VERSIONS = ("2.3.",)  # the wrapped internals are 2.3.0's; check again for 2.4
 # The modules whose ``arrow_to_pandas`` the worker's Arrow decoders call: each imported it by
 # name, so each binding is replaced (a module imported later takes the patched one).
 _ARROW_TO_PANDAS_MODULES = ("pyflink.table.utils", "pyflink.fn_execution.coder_impl_fast",
@@ -166,7 +165,7 @@ def keep_exact_int64_for_pandas_udfs() -> None:
     :func:`exact_int64_values`. Its values and dtype stay as they were (attrs gains a key)."""
     import pyflink.version
 
-    if not pyflink.version.__version__.startswith(_EXACT_INT64_VERSIONS):
+    if not pyflink.version.__version__.startswith(_AFFECTED_VERSIONS):
         return
     import pyflink.table.utils  # (patched first: a module importing it later takes ours)
 

@@ -60,7 +60,7 @@ from .inference import (
 from .options import Mode, TritonOptions
 from .sequence import KeySequence
 from .signature import ColumnDeclaration, OutputDeclaration
-from .table import TritonVectorizedFunction, metric_group_of
+from .table import TritonVectorizedFunction, open_for
 
 _PRIMITIVE_TYPE_INFO = {
     BooleanType: Types.BOOLEAN, TinyIntType: Types.BYTE, SmallIntType: Types.SHORT,
@@ -119,10 +119,8 @@ class _ElementFunction:
         return type_info_for(self.inference.result_type)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._session = self._open_session(
-            runtime_context.get_index_of_this_subtask(), runtime_context.get_attempt_number(),
-            metric_group_of(runtime_context.get_metrics_group),
-            runtime_context.get_number_of_parallel_subtasks() or 1)
+        self._session = open_for(self._open_session, runtime_context,
+                                 runtime_context.get_metrics_group)
 
     def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
                       parallelism: int) -> Any:

@@ -59,13 +59,18 @@ _INTEGER_TYPES = (TinyIntType, SmallIntType, IntType, BigIntType)
 _FLOAT64_EXACT_LIMIT = 2**53  # float64 holds every integer below it; 2**53 may be 2**53 + 1
 
 
-def metric_group_of(get_metric_group: Callable[[], Any]) -> Any | None:
-    """The function's metric group, or None when 'python.metric.enabled' is false (PyFlink
-    then raises instead of giving one: the function runs without metrics)."""
+def open_for(open_session: Callable[[int, int, Any, int], Any], context: Any,
+             get_metric_group: Callable[[], Any]) -> Any:
+    """``open_session(subtask index, attempt, metric group, parallelism)`` with what Flink's
+    context of a function (Table ``FunctionContext`` or DataStream ``RuntimeContext``) says.
+    The metric group is None when 'python.metric.enabled' is false (PyFlink then raises
+    instead of giving one: the function runs without metrics)."""
     try:
-        return get_metric_group()
+        metric_group = get_metric_group()
     except RuntimeError:
-        return None
+        metric_group = None
+    return open_session(context.get_index_of_this_subtask(), context.get_attempt_number(),
+                        metric_group, context.get_number_of_parallel_subtasks() or 1)
 
 
 class _TritonFunction:
@@ -108,10 +113,8 @@ class _TritonFunction:
         return False  # each call is a request to a (possibly stateful) model
 
     def open(self, function_context: FunctionContext) -> None:
-        self._session = self._open_session(
-            function_context.get_index_of_this_subtask(), function_context.get_attempt_number(),
-            metric_group_of(function_context.get_metric_group),
-            function_context.get_number_of_parallel_subtasks() or 1)
+        self._session = open_for(self._open_session, function_context,
+                                 function_context.get_metric_group)
 
     def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
                       parallelism: int) -> Any:
