@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from pyflink_triton import http1
-from pyflink_triton.inference import InferenceSession, TritonInference
 from pyflink_triton.server import LocalTritonServer
+from pyflink_triton.sessions.inference import InferenceSession, TritonInference
+from pyflink_triton.wire import http1
 
 from machine import machine_facts
 

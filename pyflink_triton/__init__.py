@@ -15,14 +15,6 @@ Public entry points:
 - ``python -m pyflink_triton.server`` runs a local Triton.
 """
 
-from .datastream import (
-    TritonAsyncFunction,
-    TritonKeyedSequenceFunction,
-    TritonMapFunction,
-    async_map,
-    keyed_sequence_map,
-    vectorized_map,
-)
 from .errors import (
     TritonCircuitOpenError,
     TritonConfigError,
@@ -32,14 +24,22 @@ from .errors import (
     TritonServerError,
     TritonTlsError,
 )
-from .options import TritonOptions
-from .sql import execute_sql
-from .table import (
+from .flink.datastream import (
+    TritonAsyncFunction,
+    TritonKeyedSequenceFunction,
+    TritonMapFunction,
+    async_map,
+    keyed_sequence_map,
+    vectorized_map,
+)
+from .flink.table import (
     TritonAsyncScalarFunction,
     TritonScalarFunction,
     TritonVectorizedFunction,
     create_model,
 )
+from .options import TritonOptions
+from .sql.execute import execute_sql
 
 __version__ = "0.1.0"
 

@@ -23,7 +23,7 @@ def run_sql_file(path: str, parallelism: int | None, endpoint: str | None) -> in
     """
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from .sql import execute_sql, split_statements
+    from .sql.execute import execute_sql, split_statements
 
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     if not under_flink_run():
@@ -71,7 +71,7 @@ def write_sql_client_files(path: str, output_dir: str, module: str,
                            endpoint: str | None) -> int:
     from pathlib import Path
 
-    from .sql_client import export_for_sql_client
+    from .sql.client import export_for_sql_client
 
     source = Path(path)
     files = export_for_sql_client(source.read_text(encoding="utf-8"), module, source.name,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pyflink_triton.inference import InferenceSession, TritonInference
+from pyflink_triton.sessions.inference import InferenceSession, TritonInference
 
 BASE_ID = "flink-job-123"
 

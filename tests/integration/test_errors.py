@@ -9,8 +9,8 @@ from pyflink_triton import (
     TritonScalarFunction,
     create_model,
 )
-from pyflink_triton.inference import TritonInference
 from pyflink_triton.server import free_port
+from pyflink_triton.sessions.inference import TritonInference
 
 from jobs import sequence_source, stateful_options
 

@@ -16,9 +16,9 @@ import pytest
 
 from pyflink_triton import create_model
 from pyflink_triton.errors import TritonCircuitOpenError, TritonRequestError
-from pyflink_triton.inference import TritonInference
-from pyflink_triton.resilience import BreakerState
+from pyflink_triton.policies.resilience import BreakerState
 from pyflink_triton.server import LocalTritonServer
+from pyflink_triton.sessions.inference import TritonInference
 
 from faults import ECHO_LOG, ECHO_LOG_SEQ, RUNNING_TOTAL, CountingProxy, FaultRepository
 from jobs import sequence_source, table_env

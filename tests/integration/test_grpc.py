@@ -8,8 +8,8 @@ import json
 import pytest
 
 from pyflink_triton import TritonConfigError, TritonConnectionError, TritonServerError
-from pyflink_triton.inference import TritonInference
 from pyflink_triton.server import free_port
+from pyflink_triton.sessions.inference import TritonInference
 
 from jobs import BASE_ID, open_session, stateful_options
 

@@ -16,7 +16,7 @@ from pyflink_triton import (
     TritonScalarFunction,
     keyed_sequence_map,
 )
-from pyflink_triton.inference import TritonInference
+from pyflink_triton.sessions.inference import TritonInference
 
 from faults import ECHO_LOG, RUNNING_TOTAL
 from sequence_checks import (

@@ -12,9 +12,9 @@ from pyflink.common.typeinfo import Types
 from pyflink.table import DataTypes
 
 from pyflink_triton import TritonMapFunction, TritonScalarFunction, execute_sql, http1
-from pyflink_triton.http_transport import HttpTransport
-from pyflink_triton.inference import TritonInference
-from pyflink_triton.transport import InferRequest
+from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.wire.http import HttpTransport
+from pyflink_triton.wire.transport import InferRequest
 
 from jobs import open_session
 

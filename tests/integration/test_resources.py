@@ -22,7 +22,7 @@ from pyflink.table.udf import FunctionContext
 
 from pyflink_triton import TritonAsyncScalarFunction
 from pyflink_triton.errors import TritonRequestError
-from pyflink_triton.inference import TritonInference
+from pyflink_triton.sessions.inference import TritonInference
 
 from faults import ECHO_LOG, CountingProxy
 

@@ -8,8 +8,8 @@ import shutil
 import subprocess
 import sys
 
-from pyflink_triton.inference import TritonInference
 from pyflink_triton.server import LocalTritonServer, free_port
+from pyflink_triton.sessions.inference import TritonInference
 
 from jobs import BASE_ID, stateful_options
 from servers import MODEL_REPOSITORY

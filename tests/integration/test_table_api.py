@@ -10,7 +10,7 @@ from pyflink.table import DataTypes
 from pyflink.table.expressions import col
 
 from pyflink_triton import TritonScalarFunction, create_model
-from pyflink_triton.codec import sql_type
+from pyflink_triton.codecs.columns import sql_type
 
 from jobs import assert_one_shot_sequences_per_subtask, sequence_source, stateful_options
 

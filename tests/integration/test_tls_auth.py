@@ -26,9 +26,9 @@ from pyflink.table.expressions import col
 
 from pyflink_triton import TritonScalarFunction, create_model
 from pyflink_triton.errors import TritonError, TritonServerError, TritonTlsError
-from pyflink_triton.inference import TritonInference
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.transport import connect, connect_async
+from pyflink_triton.sessions.connect import connect, connect_async
+from pyflink_triton.sessions.inference import TritonInference
 
 from nginx import Credentials, Mark, NginxGateway, NginxNotInstalled
 
@@ -181,7 +181,7 @@ def test_tls_verify_false_accepts_the_certificate_and_warns(gateway, caplog):
     opts = options(gateway, "https", **{"tls-verify": "false"})
     assert infer_once(opts) == 2.0
     warnings = [r.getMessage() for r in caplog.records
-                if r.levelno == logging.WARNING and r.name == "pyflink_triton.tls"]
+                if r.levelno == logging.WARNING and r.name == "pyflink_triton.wire.tls"]
     assert warnings and all(gateway.url("https") in w and "verification is off" in w
                             for w in warnings)
 

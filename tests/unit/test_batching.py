@@ -16,17 +16,17 @@ import pyflink.table.utils
 import pytest
 from pyflink.table import DataTypes as D
 
-from pyflink_triton.codec import InputCodec, OutputCodec, TensorColumn
+from pyflink_triton.codecs.columns import InputCodec, OutputCodec, TensorColumn
+from pyflink_triton.codecs.signature import BoundSignature
 from pyflink_triton.errors import TritonRequestError, TritonServerError
-from pyflink_triton.http_transport import HttpTransport
-from pyflink_triton.inference import BatchInferenceSession, RecordCodec, TritonInference
-from pyflink_triton.metrics import InferenceMetrics
+from pyflink_triton.flink.table import TritonVectorizedFunction
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.reliable import RequestGuard
-from pyflink_triton.sequence import SequencePolicy
-from pyflink_triton.signature import BoundSignature
-from pyflink_triton.table import TritonVectorizedFunction
-from pyflink_triton.transport import InferRequest, ModelRef
+from pyflink_triton.policies.sequence import SequencePolicy
+from pyflink_triton.sessions.inference import BatchInferenceSession, RecordCodec, TritonInference
+from pyflink_triton.sessions.metrics import InferenceMetrics
+from pyflink_triton.sessions.reliable import RequestGuard
+from pyflink_triton.wire.http import HttpTransport
+from pyflink_triton.wire.transport import InferRequest, ModelRef
 
 
 def batch_codec(data_type, datatype: str, dims=(1,)) -> InputCodec:

@@ -1,4 +1,5 @@
-"""Unit tests of pyflink_triton.codec: Flink types and values <-> Triton datatypes and tensors.
+"""Unit tests of pyflink_triton.codecs.columns: Flink types and values <-> Triton datatypes
+and tensors.
 
 Encoded tensors are checked as the server reads them: :func:`serve_identity` passes them
 through tritonclient's own request serialisation, echoes each input back the way Triton
@@ -23,7 +24,7 @@ from pyflink.table import DataTypes
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput, InferResult
 from tritonclient.utils import np_to_triton_dtype
 
-from pyflink_triton.codec import (
+from pyflink_triton.codecs.columns import (
     InputCodec,
     OutputCodec,
     TensorColumn,
@@ -33,7 +34,7 @@ from pyflink_triton.codec import (
     sql_type,
 )
 from pyflink_triton.errors import TritonConfigError, TritonRequestError
-from pyflink_triton.http_transport import http_input
+from pyflink_triton.wire.http import http_input
 
 D = DataTypes
 Dec = decimal.Decimal

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pyflink_triton.errors import TritonConfigError
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.sequence import SequenceIdGenerator, SequenceParams, SequencePolicy
+from pyflink_triton.policies.sequence import SequenceIdGenerator, SequenceParams, SequencePolicy
 
 KEY = "sequence-id-counter-init-strategy"
 BASE = {"endpoint": "localhost:8000", "model-name": "m"}

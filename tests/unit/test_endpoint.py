@@ -1,4 +1,4 @@
-"""Unit tests of pyflink_triton.endpoint: parsing, paths, basic auth and redaction."""
+"""Unit tests of pyflink_triton.options.endpoint: parsing, paths, basic auth and redaction."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from pyflink_triton.endpoint import Endpoint, redact_url_credentials
+from pyflink_triton.options.endpoint import Endpoint, redact_url_credentials
 
 PASSWORD = "hunter2pass"
 

@@ -1,5 +1,5 @@
-"""Unit tests of pyflink_triton.fallback: 'default-value' parsed against the output types, and
-results with 'error-fields'."""
+"""Unit tests of pyflink_triton.codecs.fallback: 'default-value' parsed against the output
+types, and results with 'error-fields'."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.types import DataType
 
-from pyflink_triton.codec import TensorColumn, sql_type
+from pyflink_triton.codecs.columns import TensorColumn, sql_type
+from pyflink_triton.codecs.fallback import ResultPolicy
 from pyflink_triton.errors import (
     TritonCircuitOpenError,
     TritonConfigError,
     TritonConnectionError,
     TritonRequestError,
 )
-from pyflink_triton.fallback import ResultPolicy
 
 D = DataTypes
 FAILURE = TritonConnectionError("Cannot reach http://triton:8000 for model 'm': refused")

@@ -1,4 +1,4 @@
-"""HTTP/1.1 framing (pyflink_triton.http1) against canned server bytes over a socket pair:
+"""HTTP/1.1 framing (pyflink_triton.wire.http1) against canned server bytes over a socket pair:
 Content-Length, chunked and close-delimited bodies, keep-alive reuse, malformed answers."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pyflink_triton import http1
+from pyflink_triton.wire import http1
 
 
 def serve(answer: bytes, close: bool = False) -> tuple[socket.socket, threading.Thread]:
@@ -144,9 +144,9 @@ def test_the_blocking_transport_discards_a_connection_after_a_protocol_error():
     """The first answer is garbled: its request fails as a connection error naming model and
     endpoint, and the next request opens a new connection rather than reading the rest."""
     from pyflink_triton.errors import TritonConnectionError
-    from pyflink_triton.http_transport import HttpTransport
     from pyflink_triton.options import TritonOptions
-    from pyflink_triton.transport import ModelRef
+    from pyflink_triton.wire.http import HttpTransport
+    from pyflink_triton.wire.transport import ModelRef
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

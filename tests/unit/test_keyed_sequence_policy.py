@@ -28,14 +28,8 @@ from pyflink_triton.errors import (
     TritonRequestError,
     TritonServerError,
 )
-from pyflink_triton.inference import (
-    FLUSH_PARAMETER,
-    REPLAY_PARAMETER,
-    KeyedInferenceSession,
-    TritonInference,
-)
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.sequence import (
+from pyflink_triton.policies.sequence import (
     MAX_KEY_CHARS,
     TRITON_DEFAULT_IDLE_MICROS,
     IdlePlan,
@@ -48,7 +42,13 @@ from pyflink_triton.sequence import (
     key_text,
     new_incarnation,
 )
-from pyflink_triton.transport import InferRequest
+from pyflink_triton.sessions.inference import (
+    FLUSH_PARAMETER,
+    REPLAY_PARAMETER,
+    KeyedInferenceSession,
+    TritonInference,
+)
+from pyflink_triton.wire.transport import InferRequest
 
 BASE = {"endpoint": "http://triton:8000", "model-name": "m"}
 KEYED = {**BASE, "sequence-id": "sensors"}
@@ -889,13 +889,14 @@ class Harness:
         self.opened = 0
         self.states: dict[Any, KeySequence | None] = {}
         self.now = 1_000
-        monkeypatch.setattr("pyflink_triton.inference.connect", lambda options: self.triton)
+        monkeypatch.setattr("pyflink_triton.sessions.inference.connect",
+                            lambda options: self.triton)
 
         def incarnation() -> str:
             self.opened += 1
             return f"inc{self.opened}"
 
-        monkeypatch.setattr("pyflink_triton.inference.new_incarnation", incarnation)
+        monkeypatch.setattr("pyflink_triton.sessions.inference.new_incarnation", incarnation)
         self.session = self.open()
 
     def open(self) -> KeyedInferenceSession:

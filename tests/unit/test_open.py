@@ -12,9 +12,9 @@ import pytest
 from pyflink.table import DataTypes
 
 from pyflink_triton.errors import TritonConfigError, TritonConnectionError, TritonRequestError
-from pyflink_triton.inference import TritonInference
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.sequence import LiveSequences, SequencePolicy
+from pyflink_triton.policies.sequence import LiveSequences, SequencePolicy
+from pyflink_triton.sessions.inference import TritonInference
 
 METADATA = {"name": "m", "versions": ["1"], "platform": "python",
             "inputs": [{"name": "x", "datatype": "INT64", "shape": [1]}],
@@ -57,8 +57,8 @@ def triton(monkeypatch):
     """A StartingTriton behind every connect() of open(); no real sleeps."""
     def make(down: int) -> StartingTriton:
         server = StartingTriton(down)
-        monkeypatch.setattr("pyflink_triton.inference.connect", lambda options: server)
-        monkeypatch.setattr("pyflink_triton.reliable.time.sleep", lambda seconds: None)
+        monkeypatch.setattr("pyflink_triton.sessions.inference.connect", lambda options: server)
+        monkeypatch.setattr("pyflink_triton.sessions.reliable.time.sleep", lambda seconds: None)
         return server
     return make
 

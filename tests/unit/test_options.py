@@ -9,9 +9,7 @@ from datetime import timedelta
 import pytest
 from pyflink.table import DataTypes
 
-from pyflink_triton.endpoint import Endpoint
 from pyflink_triton.errors import TritonConfigError
-from pyflink_triton.inference import TritonInference
 from pyflink_triton.options import (
     PROVIDER,
     TritonOptions,
@@ -23,6 +21,8 @@ from pyflink_triton.options import (
     parse_tensor_names,
     reference_markdown,
 )
+from pyflink_triton.options.endpoint import Endpoint
+from pyflink_triton.sessions.inference import TritonInference
 
 BASE = {"endpoint": "localhost:8000", "model-name": "m"}
 

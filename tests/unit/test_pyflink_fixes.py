@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyflink.fn_execution.table.async_function.operations import AsyncScalarFunctionOperation
 
-import pyflink_triton.table  # noqa: F401  (installs the workaround, as in a Python worker)
-from pyflink_triton import _pyflink_fixes
+import pyflink_triton.flink.table  # noqa: F401  (installs the workaround, as in a Python worker)
+from pyflink_triton.flink import _pyflink_fixes
 
 
 def test_the_workaround_is_installed_once_and_copies_the_row(monkeypatch):

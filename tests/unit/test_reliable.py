@@ -1,6 +1,6 @@
-"""Unit tests of pyflink_triton.reliable: RequestGuard (retries, circuit breaker, metrics around a
-transport) and HealthCheck. No server: scripted fake transports, a fake clock, and sleeps that
-record their waits (and advance the fake clock) instead of sleeping."""
+"""Unit tests of pyflink_triton.sessions.reliable: RequestGuard (retries, circuit breaker,
+metrics around a transport) and HealthCheck. No server: scripted fake transports, a fake
+clock, and sleeps that record their waits (and advance the fake clock) instead of sleeping."""
 
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ from pyflink_triton.errors import (
     TritonServerError,
     TritonTlsError,
 )
-from pyflink_triton.metrics import GROUP, InferenceMetrics
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.reliable import HealthCheck, RequestGuard, call_with_retries
-from pyflink_triton.resilience import Admission, BreakerState, CircuitBreaker, RetryPolicy
-from pyflink_triton.sequence import SequenceParams
-from pyflink_triton.transport import InferRequest, ModelRef
+from pyflink_triton.policies.resilience import Admission, BreakerState, CircuitBreaker, RetryPolicy
+from pyflink_triton.policies.sequence import SequenceParams
+from pyflink_triton.sessions.metrics import GROUP, InferenceMetrics
+from pyflink_triton.sessions.reliable import HealthCheck, RequestGuard, call_with_retries
+from pyflink_triton.wire.transport import InferRequest, ModelRef
 
 from fake_clock import FakeClock
 
@@ -206,9 +206,9 @@ def send(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         sleep(seconds)
 
     if request.param == "sync":
-        monkeypatch.setattr("pyflink_triton.reliable.time.sleep", sleep)
+        monkeypatch.setattr("pyflink_triton.sessions.reliable.time.sleep", sleep)
     else:
-        monkeypatch.setattr("pyflink_triton.reliable.asyncio.sleep", async_sleep)
+        monkeypatch.setattr("pyflink_triton.sessions.reliable.asyncio.sleep", async_sleep)
     return Sender(request.param, waits)
 
 
@@ -686,7 +686,7 @@ HEALTH = {"health-check-enabled": "true"}
 def health_check(monkeypatch: pytest.MonkeyPatch, connect: FakeConnect,
                  extra: dict[str, str] | None = None, breaker: CircuitBreaker | None = None,
                  metrics: InferenceMetrics | None = None) -> HealthCheck:
-    monkeypatch.setattr("pyflink_triton.reliable.connect", connect)
+    monkeypatch.setattr("pyflink_triton.sessions.reliable.connect", connect)
     return HealthCheck(make_options({**HEALTH, **(extra or {})}), breaker,
                        metrics or InferenceMetrics(), "resnet-0")
 
@@ -752,11 +752,11 @@ def test_health_gauge_before_and_after_probes(monkeypatch):
 
 
 def test_health_check_without_breaker_warns(monkeypatch, caplog):
-    with caplog.at_level(logging.WARNING, logger="pyflink_triton.reliable"):
+    with caplog.at_level(logging.WARNING, logger="pyflink_triton.sessions.reliable"):
         health_check(monkeypatch, FakeConnect(lambda: (True, True)))
     assert "without 'circuit-breaker-enabled'" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="pyflink_triton.reliable"):
+    with caplog.at_level(logging.WARNING, logger="pyflink_triton.sessions.reliable"):
         health_check(monkeypatch, FakeConnect(lambda: (True, True)),
                      breaker=CircuitBreaker(0.5, 60.0, 3, time.monotonic))
     assert caplog.text == ""
@@ -801,7 +801,7 @@ def test_health_changes_are_logged_once(monkeypatch, caplog):
         return answer
 
     connect = FakeConnect(next_answer)
-    with caplog.at_level(logging.INFO, logger="pyflink_triton.reliable"):
+    with caplog.at_level(logging.INFO, logger="pyflink_triton.sessions.reliable"):
         check = health_check(monkeypatch, connect, {"health-check-interval": "1ms"},
                              CircuitBreaker(0.5, 60.0, 3, time.monotonic))
         check.start()
@@ -845,7 +845,7 @@ def test_a_surprise_from_below_becomes_a_request_error_naming_model_and_endpoint
 # --- steps of a sequence: resent only when they surely never left -------------------------------
 
 def test_without_resending_delivered_a_failure_that_may_have_arrived_is_final(clock, monkeypatch):
-    monkeypatch.setattr("pyflink_triton.reliable.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("pyflink_triton.sessions.reliable.time.sleep", lambda seconds: None)
     reset = TritonConnectionError("connection reset by peer")  # (after the request was written)
     transport = ScriptedTransport([reset, None])
     with pytest.raises(TritonRequestError) as info:
@@ -857,7 +857,7 @@ def test_without_resending_delivered_a_failure_that_may_have_arrived_is_final(cl
 
 
 def test_without_resending_delivered_a_request_that_never_left_is_retried(clock, monkeypatch):
-    monkeypatch.setattr("pyflink_triton.reliable.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("pyflink_triton.sessions.reliable.time.sleep", lambda seconds: None)
     refused = TritonConnectionError("connection refused", maybe_delivered=False)
     transport = ScriptedTransport([refused, refused, None])
     guard = make_guard(clock, RETRIES)
@@ -906,7 +906,7 @@ def test_open_waits_for_a_server_that_is_not_up_yet(clock, caplog):
     refused = TritonConnectionError("Cannot reach the Triton server: connection refused")
     steps = Fetches(refused, refused, refused, None)
     waits: list[float] = []
-    with caplog.at_level(logging.WARNING, logger="pyflink_triton.reliable"):
+    with caplog.at_level(logging.WARNING, logger="pyflink_triton.sessions.reliable"):
         assert fetch_with(steps, clock, waits, **{"max-retries": "10"}) == "served"
     assert steps.calls == 4
     assert waits == pytest.approx([0.05, 0.1, 0.2])  # the records' backoff (uniform() = 0)

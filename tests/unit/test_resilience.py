@@ -1,4 +1,4 @@
-"""Unit tests of pyflink_triton.resilience: the retry policy, one record's attempts and the
+"""Unit tests of pyflink_triton.policies.resilience: the retry policy, one record's attempts and the
 circuit breaker. Pure: a fake clock and a fixed uniform() stand for time and randomness."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pyflink_triton.errors import (
     TritonTlsError,
 )
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.resilience import (
+from pyflink_triton.policies.resilience import (
     Admission,
     Attempts,
     BreakerState,

@@ -1,4 +1,4 @@
-"""Unit tests of pyflink_triton.sequence: sequence-ID policy and generators."""
+"""Unit tests of pyflink_triton.policies.sequence: sequence-ID policy and generators."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.sequence import SequenceIdGenerator, SequenceParams, SequencePolicy
+from pyflink_triton.policies.sequence import SequenceIdGenerator, SequenceParams, SequencePolicy
 
 BASE = {"endpoint": "localhost:8000", "model-name": "m"}
 SEED = {

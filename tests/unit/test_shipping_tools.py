@@ -1,5 +1,5 @@
 """Unit tests of the shipping tools: what the job zip bundles (pyflink_triton.jobzip) and the
-SQL-client rewrite (pyflink_triton.sql_client). Their cluster runs are in
+SQL-client rewrite (pyflink_triton.sql.client). Their cluster runs are in
 tests/integration/test_cluster_shipping.py."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from pyflink_triton.errors import TritonConfigError
 from pyflink_triton.jobzip import bundled_distributions, requirement_closure
-from pyflink_triton.sql_client import export_for_sql_client
+from pyflink_triton.sql.client import export_for_sql_client
 
 MODEL = """CREATE MODEL {name} INPUT (x DOUBLE) OUTPUT (y DOUBLE) WITH (
   'provider' = 'triton', 'endpoint' = 'http://localhost:8000', 'model-name' = 'add_one'{extra})"""

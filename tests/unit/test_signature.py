@@ -1,5 +1,5 @@
-"""Unit tests of pyflink_triton.signature: resolving columns at registration, binding them to the
-served model at open().
+"""Unit tests of pyflink_triton.codecs.signature: resolving columns at registration, binding
+them to the served model at open().
 
 MULTI_IO_* and CUBE_* are what a real Triton 2.51 answered to GET /v2/models/<name> and
 GET /v2/models/<name>/config for model_repository/multi_io and identity_int32_cube (pasted
@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyflink.table import DataTypes
 
-from pyflink_triton.codec import InputCodec, OutputCodec, TensorColumn, sql_type
+from pyflink_triton.codecs.columns import InputCodec, OutputCodec, TensorColumn, sql_type
+from pyflink_triton.codecs.signature import BoundSignature, ModelSignature
 from pyflink_triton.errors import TritonConfigError, TritonRequestError
-from pyflink_triton.http_transport import http_input
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.signature import BoundSignature, ModelSignature
-from pyflink_triton.transport import ModelRef
+from pyflink_triton.wire.http import http_input
+from pyflink_triton.wire.transport import ModelRef
 
 D = DataTypes
 

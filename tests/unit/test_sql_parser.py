@@ -1,4 +1,5 @@
-"""Unit tests of the SQL parsing in pyflink_triton.sql (split_statements, parse_create_model)."""
+"""Unit tests of the SQL parsing in pyflink_triton.sql.execute (split_statements,
+parse_create_model)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 
 from pyflink_triton.errors import TritonConfigError
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.sequence import SequencePolicy
-from pyflink_triton.sql import (
+from pyflink_triton.policies.sequence import SequencePolicy
+from pyflink_triton.sql.execute import (
     CreateModel,
     Token,
     execute_sql,

@@ -10,11 +10,11 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from pyflink_triton import tls as tls_module
 from pyflink_triton.errors import TritonConfigError
-from pyflink_triton.http_transport import AsyncHttpTransport, HttpTransport
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.tls import grpc_client_args, http_context
+from pyflink_triton.wire import tls as tls_module
+from pyflink_triton.wire.http import AsyncHttpTransport, HttpTransport
+from pyflink_triton.wire.tls import grpc_client_args, http_context
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_client_certificate_for_http_and_grpc(files, key):
 
 def test_tls_verify_false_accepts_anything_and_warns_at_every_build(caplog):
     opts = options("https://user:pw-secret@triton:8443", **{"tls-verify": "false"})
-    with caplog.at_level(logging.WARNING, logger="pyflink_triton.tls"):
+    with caplog.at_level(logging.WARNING, logger="pyflink_triton.wire.tls"):
         context = http_context(opts)
         HttpTransport.for_options(opts)
         AsyncHttpTransport.for_options(opts, 4)

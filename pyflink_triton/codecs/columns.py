@@ -51,7 +51,8 @@ from pyflink.table.types import (
     VarCharType,
 )
 
-from .errors import TritonConfigError, TritonRequestError
+from ..errors import TritonConfigError, TritonRequestError
+from ..wire.transport import InputTensor
 
 Direction = Literal["input", "output"]
 
@@ -184,19 +185,6 @@ class TensorColumn:
     def describe(self) -> str:
         target = "" if self.tensor == self.name else f" -> tensor '{self.tensor}'"
         return f"'{self.name}' {sql_type(self.data_type)}{target}"
-
-
-@dataclass(frozen=True)
-class InputTensor:
-    """An encoded input tensor, independent of the protocol that carries it."""
-
-    name: str
-    datatype: str
-    array: np.ndarray  # in its final shape; BYTES as an object array of bytes
-
-    @property
-    def shape(self) -> list[int]:
-        return list(self.array.shape)
 
 
 @dataclass(frozen=True)

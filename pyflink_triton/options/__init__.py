@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any, Literal
 
+from ..errors import TritonConfigError
 from .endpoint import Endpoint, redact_url_credentials
-from .errors import TritonConfigError
 
 PROVIDER = "triton"
 

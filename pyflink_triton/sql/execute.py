@@ -19,10 +19,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from .endpoint import redact_url_credentials
-from .errors import TritonConfigError
-from .options import PROVIDER, PROVIDER_SPELLING, is_provider_misspelled, option_specs
-from .table import _TritonFunction, check_async_model, configure_async, function_for
+from ..errors import TritonConfigError
+from ..flink.table import _TritonFunction, check_async_model, configure_async, function_for
+from ..options import PROVIDER, PROVIDER_SPELLING, is_provider_misspelled, option_specs
+from ..options.endpoint import redact_url_credentials
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+|--[^\n]*|/\*.*?\*/)

@@ -12,9 +12,10 @@ the codecs checked against the model the server serves:
 - :class:`KeyedInferenceSession`: one blocking request per record, in the record's key's
   long-lived sequence (keyed sequences; the key's state is kept by the caller, in Flink).
 
-Every session sends through a :class:`~pyflink_triton.reliable.RequestGuard` (retries, circuit
-breaker, metrics) and turns a record whose request failed for good into its result with the
-:class:`~pyflink_triton.fallback.ResultPolicy` ('default-value', 'error-fields') or an error.
+Every session sends through a :class:`~pyflink_triton.sessions.reliable.RequestGuard`
+(retries, circuit breaker, metrics) and turns a record whose request failed for good into
+its result with the
+:class:`~pyflink_triton.codecs.fallback.ResultPolicy` ('default-value', 'error-fields') or an error.
 The PyFlink adapters in ``table`` and ``datastream`` only translate between Flink's calling
 conventions and these.
 """
@@ -32,18 +33,17 @@ from typing import Any
 import numpy as np
 from pyflink.table.types import DataType
 
-from .errors import (
+from ..codecs.fallback import ResultPolicy
+from ..codecs.signature import BoundSignature, ColumnDeclaration, ModelSignature, OutputDeclaration
+from ..errors import (
     TritonCircuitOpenError,
     TritonConfigError,
     TritonError,
     TritonRequestError,
 )
-from .fallback import ResultPolicy
-from .metrics import InferenceMetrics
-from .options import Mode, TritonOptions
-from .reliable import HealthCheck, RequestGuard, call_with_retries
-from .resilience import RetryPolicy
-from .sequence import (
+from ..options import Mode, TritonOptions
+from ..policies.resilience import RetryPolicy
+from ..policies.sequence import (
     LIVE_SEQUENCES,
     Inputs,
     KeyedSequencePolicy,
@@ -56,17 +56,17 @@ from .sequence import (
     SequencePolicy,
     new_incarnation,
 )
-from .signature import BoundSignature, ColumnDeclaration, ModelSignature, OutputDeclaration
-from .transport import (
+from ..wire.transport import (
     AsyncTransport,
     InferRequest,
     InferResponse,
     ModelRef,
     Transport,
-    connect,
-    connect_async,
     unknown_sequence,
 )
+from .connect import connect, connect_async
+from .metrics import InferenceMetrics
+from .reliable import HealthCheck, RequestGuard, call_with_retries
 
 log = logging.getLogger(__name__)
 

@@ -25,14 +25,26 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from .codec import InputTensor
-from .endpoint import Endpoint
-from .errors import TritonConnectionError, TritonRequestError, TritonServerError, TritonTlsError
-from .options import TritonOptions
-from .sequence import SequenceParams
+from ..errors import TritonConnectionError, TritonRequestError, TritonServerError, TritonTlsError
+from ..options import TritonOptions
+from ..options.endpoint import Endpoint
+from ..policies.sequence import SequenceParams
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    """An encoded input tensor, independent of the protocol that carries it."""
+
+    name: str
+    datatype: str
+    array: np.ndarray  # in its final shape; BYTES as an object array of bytes
+
+    @property
+    def shape(self) -> list[int]:
+        return list(self.array.shape)
 
 
 @dataclass(frozen=True)
@@ -94,24 +106,6 @@ class AsyncTransport(Protocol):
     async def infer(self, request: InferRequest) -> InferResponse: ...
 
     async def close(self) -> None: ...
-
-
-def connect(options: TritonOptions) -> Transport:
-    if options.effective_protocol == "grpc":
-        from .grpc_transport import GrpcTransport  # imports grpc only when asked for
-        return GrpcTransport.for_options(options)
-    from .http_transport import HttpTransport
-    return HttpTransport.for_options(options)
-
-
-def connect_async(options: TritonOptions, max_in_flight: int) -> AsyncTransport:
-    """An asyncio transport with at most ``max_in_flight`` requests in flight (over HTTP, one
-    keep-alive connection each)."""
-    if options.effective_protocol == "grpc":
-        from .grpc_transport import AsyncGrpcTransport
-        return AsyncGrpcTransport.for_options(options, max_in_flight)
-    from .http_transport import AsyncHttpTransport
-    return AsyncHttpTransport.for_options(options, max_in_flight)
 
 
 async def within(seconds: float, awaitable: Awaitable[T]) -> T:

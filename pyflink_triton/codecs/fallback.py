@@ -36,8 +36,8 @@ from pyflink.table.types import (
     VarBinaryType,
 )
 
-from .codec import TensorColumn, sql_type
-from .errors import TritonConfigError, TritonRequestError
+from ..errors import TritonConfigError, TritonRequestError
+from .columns import TensorColumn, sql_type
 
 OK_FIELD, ERROR_FIELD = "ok", "error"
 _INTEGER_BITS = {TinyIntType: 8, SmallIntType: 16, IntType: 32, BigIntType: 64}

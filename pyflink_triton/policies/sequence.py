@@ -32,8 +32,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-from .errors import TritonConfigError
-from .options import MAX_SEQUENCE_ID_BYTES, TritonOptions, format_duration
+from ..errors import TritonConfigError
+from ..options import MAX_SEQUENCE_ID_BYTES, TritonOptions, format_duration
 
 log = logging.getLogger(__name__)
 

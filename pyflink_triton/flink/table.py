@@ -42,16 +42,16 @@ from pyflink.table.udf import (
     udf,
 )
 
-from . import _pyflink_fixes
-from .errors import TritonConfigError, TritonRequestError
-from .inference import (
+from ..codecs.signature import ColumnDeclaration, OutputDeclaration
+from ..errors import TritonConfigError, TritonRequestError
+from ..options import TritonOptions
+from ..sessions.inference import (
     AsyncInferenceSession,
     BatchInferenceSession,
     InferenceSession,
     TritonInference,
 )
-from .options import TritonOptions
-from .signature import ColumnDeclaration, OutputDeclaration
+from . import _pyflink_fixes
 
 _pyflink_fixes.install()  # here: this module is imported in the workers
 

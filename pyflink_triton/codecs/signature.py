@@ -17,7 +17,10 @@ from typing import Any
 from pyflink.table import DataTypes
 from pyflink.table.types import DataType
 
-from .codec import (
+from ..errors import TritonConfigError, TritonRequestError
+from ..options import TritonOptions
+from ..wire.transport import ModelRef
+from .columns import (
     HALF_PRECISION,
     Direction,
     InputCodec,
@@ -28,9 +31,6 @@ from .codec import (
     significant_dims,
     sql_type,
 )
-from .errors import TritonConfigError, TritonRequestError
-from .options import TritonOptions
-from .transport import ModelRef
 
 # A column declaration: a name (its type then comes from the model's metadata), or a
 # (name, Flink type) pair where the type is a DataType or a SQL type string.

@@ -20,8 +20,8 @@ import re
 import ssl
 from typing import Any
 
-from .errors import TritonConfigError
-from .options import TritonOptions
+from ..errors import TritonConfigError
+from ..options import TritonOptions
 
 log = logging.getLogger(__name__)
 

@@ -19,20 +19,20 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
-from .endpoint import Endpoint
-from .errors import TritonCircuitOpenError
-from .metrics import InferenceMetrics
-from .options import TritonOptions
-from .resilience import Admission, Attempts, BreakerState, CircuitBreaker, RetryPolicy
-from .transport import (
+from ..errors import TritonCircuitOpenError
+from ..options import TritonOptions
+from ..options.endpoint import Endpoint
+from ..policies.resilience import Admission, Attempts, BreakerState, CircuitBreaker, RetryPolicy
+from ..wire.transport import (
     AsyncTransport,
     InferRequest,
     InferResponse,
     ModelRef,
     Transport,
     as_request_error,
-    connect,
 )
+from .connect import connect
+from .metrics import InferenceMetrics
 
 log = logging.getLogger(__name__)
 

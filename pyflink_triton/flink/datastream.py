@@ -50,16 +50,16 @@ from pyflink.table.types import (
     VarCharType,
 )
 
-from .errors import TritonConfigError, TritonRequestError
-from .inference import (
+from ..codecs.signature import ColumnDeclaration, OutputDeclaration
+from ..errors import TritonConfigError, TritonRequestError
+from ..options import Mode, TritonOptions
+from ..policies.sequence import KeySequence
+from ..sessions.inference import (
     AsyncInferenceSession,
     InferenceSession,
     KeyedInferenceSession,
     TritonInference,
 )
-from .options import Mode, TritonOptions
-from .sequence import KeySequence
-from .signature import ColumnDeclaration, OutputDeclaration
 from .table import TritonVectorizedFunction, open_for
 
 _PRIMITIVE_TYPE_INFO = {

@@ -25,13 +25,13 @@ from typing import Any
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput, InferResult
 from tritonclient.utils import InferenceServerException
 
+from ..options import TritonOptions
+from ..options.endpoint import Endpoint
 from . import http1
-from .codec import InputTensor
-from .endpoint import Endpoint
-from .options import TritonOptions
 from .tls import http_context
 from .transport import (
     InferRequest,
+    InputTensor,
     LoopState,
     ModelRef,
     connection_error,

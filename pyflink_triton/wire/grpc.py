@@ -16,13 +16,13 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcclient_aio
 from tritonclient.utils import InferenceServerException
 
-from .codec import InputTensor
-from .endpoint import Endpoint
-from .errors import TritonRequestError
-from .options import TritonOptions
+from ..errors import TritonRequestError
+from ..options import TritonOptions
+from ..options.endpoint import Endpoint
 from .tls import grpc_client_args
 from .transport import (
     InferRequest,
+    InputTensor,
     LoopState,
     ModelRef,
     connection_error,

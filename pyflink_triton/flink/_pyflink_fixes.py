@@ -1,5 +1,5 @@
 """Workarounds for PyFlink 2.3 bugs that would make results wrong or leak resources, applied
-once per process by :func:`install`, which ``pyflink_triton.table`` calls when it is imported:
+once per process by :func:`install`, which ``pyflink_triton.flink.table`` calls when it is imported:
 in each Python worker, when it unpickles the function.
 
 - FLINK-39532: ``AsyncScalarFunctionOperation.process_element`` hands the input row to the

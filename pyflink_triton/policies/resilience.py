@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import TritonRequestError
-from .options import TritonOptions
+from ..errors import TritonRequestError
+from ..options import TritonOptions
 
 
 @dataclass(frozen=True)
