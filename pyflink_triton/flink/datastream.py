@@ -53,7 +53,7 @@ from pyflink.table.types import (
 from ..codecs.signature import ColumnDeclaration, OutputDeclaration
 from ..errors import TritonConfigError, TritonRequestError
 from ..options import Mode, TritonOptions
-from ..policies.sequence import KeySequence
+from ..policies.keyed import KeySequence
 from ..sessions.inference import (
     AsyncInferenceSession,
     InferenceSession,

@@ -42,19 +42,21 @@ from ..errors import (
     TritonRequestError,
 )
 from ..options import Mode, TritonOptions
-from ..policies.resilience import RetryPolicy
-from ..policies.sequence import (
-    LIVE_SEQUENCES,
+from ..policies.keyed import (
     Inputs,
     KeyedSequencePolicy,
     KeyedSequences,
     KeySequence,
     RecordPlan,
     Send,
+    new_incarnation,
+)
+from ..policies.resilience import RetryPolicy
+from ..policies.sequence import (
+    LIVE_SEQUENCES,
     SequenceIdGenerator,
     SequenceParams,
     SequencePolicy,
-    new_incarnation,
 )
 from ..wire.transport import (
     AsyncTransport,

@@ -29,7 +29,7 @@ from pyflink_triton.errors import (
     TritonServerError,
 )
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.policies.sequence import (
+from pyflink_triton.policies.keyed import (
     MAX_KEY_CHARS,
     TRITON_DEFAULT_IDLE_MICROS,
     IdlePlan,
@@ -38,10 +38,10 @@ from pyflink_triton.policies.sequence import (
     KeySequence,
     RecordPlan,
     Send,
-    SequenceParams,
     key_text,
     new_incarnation,
 )
+from pyflink_triton.policies.sequence import SequenceParams
 from pyflink_triton.sessions.inference import (
     FLUSH_PARAMETER,
     REPLAY_PARAMETER,
