@@ -23,14 +23,13 @@ from ..wire.transport import ModelRef
 from .columns import (
     HALF_PRECISION,
     Direction,
-    InputCodec,
-    OutputCodec,
     TensorColumn,
     flink_type_for,
     parse_data_type,
     significant_dims,
     sql_type,
 )
+from .tensors import InputCodec, OutputCodec
 
 # A column declaration: a name (its type then comes from the model's metadata), or a
 # (name, Flink type) pair where the type is a DataType or a SQL type string.

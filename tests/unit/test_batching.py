@@ -16,8 +16,9 @@ import pyflink.table.utils
 import pytest
 from pyflink.table import DataTypes as D
 
-from pyflink_triton.codecs.columns import InputCodec, OutputCodec, TensorColumn
+from pyflink_triton.codecs.columns import TensorColumn
 from pyflink_triton.codecs.signature import BoundSignature
+from pyflink_triton.codecs.tensors import InputCodec, OutputCodec
 from pyflink_triton.errors import TritonRequestError, TritonServerError
 from pyflink_triton.flink.table import TritonVectorizedFunction
 from pyflink_triton.options import TritonOptions

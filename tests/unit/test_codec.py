@@ -25,14 +25,13 @@ from tritonclient.http import InferenceServerClient, InferInput, InferRequestedO
 from tritonclient.utils import np_to_triton_dtype
 
 from pyflink_triton.codecs.columns import (
-    InputCodec,
-    OutputCodec,
     TensorColumn,
     flink_type_for,
     parse_data_type,
     significant_dims,
     sql_type,
 )
+from pyflink_triton.codecs.tensors import InputCodec, OutputCodec
 from pyflink_triton.errors import TritonConfigError, TritonRequestError
 from pyflink_triton.wire.http import http_input
 

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyflink.table import DataTypes
 
-from pyflink_triton.codecs.columns import InputCodec, OutputCodec, TensorColumn, sql_type
+from pyflink_triton.codecs.columns import TensorColumn, sql_type
 from pyflink_triton.codecs.signature import BoundSignature, ModelSignature
+from pyflink_triton.codecs.tensors import InputCodec, OutputCodec
 from pyflink_triton.errors import TritonConfigError, TritonRequestError
 from pyflink_triton.options import TritonOptions
 from pyflink_triton.wire.http import http_input
