@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from pyflink_triton.server import LocalTritonServer
-from pyflink_triton.sessions.inference import InferenceSession, TritonInference
+from pyflink_triton.sessions.contract import InferenceSession
+from pyflink_triton.sessions.function import TritonInference
 from pyflink_triton.wire import http1
 
 from machine import machine_facts

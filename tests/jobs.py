@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pyflink_triton.sessions.inference import InferenceSession, TritonInference
+from pyflink_triton.sessions.contract import InferenceSession
+from pyflink_triton.sessions.function import TritonInference
 
 BASE_ID = "flink-job-123"
 

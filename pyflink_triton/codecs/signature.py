@@ -19,7 +19,7 @@ from pyflink.table.types import DataType
 
 from ..errors import TritonConfigError, TritonRequestError
 from ..options import TritonOptions
-from ..wire.transport import ModelRef
+from ..wire.request import ModelRef
 from .columns import (
     HALF_PRECISION,
     Direction,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TritonRequestError
-from ..wire.transport import InputTensor
+from ..wire.request import InputTensor
 from .columns import HALF_PRECISION, NUMPY_DTYPES, TensorColumn, sql_type
 
 

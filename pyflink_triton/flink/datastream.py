@@ -54,12 +54,9 @@ from ..codecs.signature import ColumnDeclaration, OutputDeclaration
 from ..errors import TritonConfigError, TritonRequestError
 from ..options import Mode, TritonOptions
 from ..policies.keyed import KeySequence
-from ..sessions.inference import (
-    AsyncInferenceSession,
-    InferenceSession,
-    KeyedInferenceSession,
-    TritonInference,
-)
+from ..sessions.function import TritonInference
+from ..sessions.keyed import KeyedInferenceSession
+from ..sessions.per_record import AsyncInferenceSession
 from .table import TritonVectorizedFunction, open_for
 
 _PRIMITIVE_TYPE_INFO = {
@@ -119,12 +116,13 @@ class _ElementFunction:
         return type_info_for(self.inference.result_type)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._session = open_for(self._open_session, runtime_context,
+        self._session = open_for(self.inference, runtime_context,
                                  runtime_context.get_metrics_group)
 
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
-                      parallelism: int) -> Any:
-        raise NotImplementedError
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()  # (a keyed one ends the sequences it still holds open)
+            self._session = None
 
     def _arguments(self, value: Any) -> Sequence[Any]:
         names = self._input_names
@@ -146,18 +144,9 @@ class TritonMapFunction(_ElementFunction, MapFunction):
 
     MODE = "sync"
 
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
-                      parallelism: int) -> InferenceSession:
-        return self.inference.open(subtask_index, attempt, metric_group, parallelism)
-
     def map(self, value: Any) -> Any:
         assert self._session is not None, "map() before open()"
         return self._session.infer(self._arguments(value))
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
 
 
 class TritonAsyncFunction(_ElementFunction, AsyncFunction):
@@ -165,10 +154,7 @@ class TritonAsyncFunction(_ElementFunction, AsyncFunction):
     :func:`async_map`, which sets Flink's capacity to match."""
 
     MODE = "async"
-
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
-                      parallelism: int) -> AsyncInferenceSession:
-        return self.inference.open_async(subtask_index, attempt, metric_group, parallelism)
+    _session: AsyncInferenceSession | None = None
 
     async def async_invoke(self, value: Any) -> list[Any]:
         assert self._session is not None, "async_invoke() before open()"
@@ -276,10 +262,6 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
         self._state = runtime_context.get_state(self._STATE)
         super().open(runtime_context)
 
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
-                      parallelism: int) -> KeyedInferenceSession:
-        return self.inference.open_keyed(subtask_index, attempt, metric_group, parallelism)
-
     def process_element(self, value: Any,
                         ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         assert self._session is not None, "process_element() before open()"
@@ -332,11 +314,6 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
             self._state.clear()
         elif after is not before:
             self._state.update(after)
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()  # (ends the sequences this instance still holds open)
-            self._session = None
 
 
 def keyed_sequence_map(stream: KeyedStream,

@@ -11,7 +11,8 @@
   to the model's max_batch_size rows.
 
 Options and columns are validated in the constructor (at registration); ``open()`` reads the
-subtask index and attempt number from Flink's ``FunctionContext`` and opens the session.
+subtask index and attempt number from Flink's ``FunctionContext`` and opens the session of the
+class's mode (``sessions.contract``); ``eval`` hands it the row, or the pandas columns.
 :func:`create_model` picks the class from the 'mode' option and registers it.
 """
 
@@ -44,13 +45,12 @@ from pyflink.table.udf import (
 
 from ..codecs.signature import ColumnDeclaration, OutputDeclaration
 from ..errors import TritonConfigError, TritonRequestError
-from ..options import TritonOptions
-from ..sessions.inference import (
-    AsyncInferenceSession,
-    BatchInferenceSession,
-    InferenceSession,
-    TritonInference,
-)
+from ..options import Mode, TritonOptions
+from ..sessions.batches import ColumnBatch
+from ..sessions.contract import InferenceSession
+from ..sessions.function import TritonInference
+from ..sessions.per_record import AsyncInferenceSession
+from ..sessions.vectorized import BatchInferenceSession
 from . import _pyflink_fixes
 
 _pyflink_fixes.install()  # here: this module is imported in the workers
@@ -59,24 +59,25 @@ _INTEGER_TYPES = (TinyIntType, SmallIntType, IntType, BigIntType)
 _FLOAT64_EXACT_LIMIT = 2**53  # float64 holds every integer below it; 2**53 may be 2**53 + 1
 
 
-def open_for(open_session: Callable[[int, int, Any, int], Any], context: Any,
-             get_metric_group: Callable[[], Any]) -> Any:
-    """``open_session(subtask index, attempt, metric group, parallelism)`` with what Flink's
-    context of a function (Table ``FunctionContext`` or DataStream ``RuntimeContext``) says.
-    The metric group is None when 'python.metric.enabled' is false (PyFlink then raises
-    instead of giving one: the function runs without metrics)."""
+def open_for(inference: TritonInference, context: Any,
+             get_metric_group: Callable[[], Any]) -> InferenceSession[Any, Any, Any, Any]:
+    """The session of ``inference`` (in the mode it was created for) for the function instance
+    that Flink's context of a function (Table ``FunctionContext`` or DataStream
+    ``RuntimeContext``) describes. The metric group is None when 'python.metric.enabled' is
+    false (PyFlink then raises instead of giving one: the function runs without metrics)."""
     try:
         metric_group = get_metric_group()
     except RuntimeError:
         metric_group = None
-    return open_session(context.get_index_of_this_subtask(), context.get_attempt_number(),
-                        metric_group, context.get_number_of_parallel_subtasks() or 1)
+    return inference.open(context.get_index_of_this_subtask(), context.get_attempt_number(),
+                          metric_group, context.get_number_of_parallel_subtasks() or 1)
 
 
-class _TritonFunction:
-    """Registration-time part shared by the three adapters."""
+class TritonFunction:
+    """The Table API / SQL function of a model: what the three adapters share (registration,
+    the UDF, open and close)."""
 
-    MODE: ClassVar[str]
+    MODE: ClassVar[Mode]
     FUNC_TYPE: ClassVar[str] = "general"
     _session: Any = None  # opened in open(), per parallel instance
 
@@ -113,12 +114,8 @@ class _TritonFunction:
         return False  # each call is a request to a (possibly stateful) model
 
     def open(self, function_context: FunctionContext) -> None:
-        self._session = open_for(self._open_session, function_context,
+        self._session = open_for(self.inference, function_context,
                                  function_context.get_metric_group)
-
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
-                      parallelism: int) -> Any:
-        raise NotImplementedError
 
     def close(self) -> None:
         if self._session is not None:
@@ -126,27 +123,20 @@ class _TritonFunction:
             self._session = None
 
 
-class TritonScalarFunction(_TritonFunction, ScalarFunction):
+class TritonScalarFunction(TritonFunction, ScalarFunction):
     MODE = "sync"
-
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
-                      parallelism: int) -> InferenceSession:
-        return self.inference.open(subtask_index, attempt, metric_group, parallelism)
 
     def eval(self, *args: Any) -> Any:
         assert self._session is not None, "eval() before open()"
         return self._session.infer(args)
 
 
-class TritonAsyncScalarFunction(_TritonFunction, AsyncScalarFunction):
+class TritonAsyncScalarFunction(TritonFunction, AsyncScalarFunction):
     """Needs process mode (PyFlink has no async functions in thread mode). PyFlink's own
     bound and timeout apply too: :func:`create_model` sets them from the options."""
 
     MODE = "async"
-
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
-                      parallelism: int) -> AsyncInferenceSession:
-        return self.inference.open_async(subtask_index, attempt, metric_group, parallelism)
+    _session: AsyncInferenceSession | None = None
 
     async def eval(self, *args: Any) -> Any:
         assert self._session is not None, "eval() before open()"
@@ -161,12 +151,13 @@ class TritonAsyncScalarFunction(_TritonFunction, AsyncScalarFunction):
             self._session = None
 
 
-class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
+class TritonVectorizedFunction(TritonFunction, ScalarFunction):
     """A pandas UDF. PyFlink hands it NULL FLOAT/DOUBLE values as NaN and turns NaN results
     into NULL (its Arrow conversion); other NULLs follow 'null-input'."""
 
     MODE = "vectorized"
     FUNC_TYPE = "pandas"
+    _session: BatchInferenceSession | None = None
 
     def __init__(self, options: Mapping[str, object] | TritonOptions,
                  inputs: Sequence[ColumnDeclaration] | None = None,
@@ -183,10 +174,6 @@ class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
         self._integral_results = [isinstance(t, (*_INTEGER_TYPES, DecimalType))
                                   for t in _field_types(self.result_type)]
 
-    def _open_session(self, subtask_index: int, attempt: int, metric_group: Any,
-                      parallelism: int) -> BatchInferenceSession:
-        return self.inference.open_batched(subtask_index, attempt, metric_group, parallelism)
-
     def eval(self, *series: pd.Series) -> pd.Series | pd.DataFrame:
         assert self._session is not None, "eval() before open()"
         columns, nulls = [], []
@@ -198,7 +185,7 @@ class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
             else:
                 columns.append(_plain(values))
             nulls.append(mask)
-        results = self._session.infer_columns(columns, nulls)
+        results = self._session.infer_many(ColumnBatch(columns, nulls))
         fields = [_result_series(r, integral)
                   for r, integral in zip(results, self._integral_results, strict=True)]
         names = self.inference.results.field_names
@@ -207,7 +194,7 @@ class TritonVectorizedFunction(_TritonFunction, ScalarFunction):
         return pd.DataFrame(dict(zip(names, fields, strict=True)))
 
 
-_CLASSES: dict[str, type[_TritonFunction]] = {
+_CLASSES: dict[str, type[TritonFunction]] = {
     c.MODE: c for c in (TritonScalarFunction, TritonAsyncScalarFunction,
                         TritonVectorizedFunction)}
 
@@ -266,7 +253,7 @@ def _nested_list(value: Any) -> Any:
 
 def function_for(options: Mapping[str, object] | TritonOptions,
                  inputs: Sequence[ColumnDeclaration] | None = None,
-                 output: OutputDeclaration | None = None) -> _TritonFunction:
+                 output: OutputDeclaration | None = None) -> TritonFunction:
     """The adapter the 'mode' option asks for (sync when unset)."""
     parsed = options if isinstance(options, TritonOptions) else TritonOptions.from_dict(options)
     return _CLASSES[parsed.mode or "sync"](parsed, inputs, output)

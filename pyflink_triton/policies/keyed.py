@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import TritonConfigError
 from ..options import MAX_SEQUENCE_ID_BYTES, TritonOptions, format_duration
+from ..options.sequence_ids import KEYED_INCARNATION_HEX, KEYED_NUMBER_DIGITS
 from .sequence import SequenceParams
 
 # What Triton uses when a model's sequence_batching sets no max_sequence_idle_microseconds.
@@ -27,8 +28,6 @@ TRITON_DEFAULT_IDLE_MICROS = 1_000_000
 # A key longer than this (as text) appears in the ID as its hash, so that IDs stay short: Triton
 # keeps each as given, in every slot and log line of a sequence (and refuses IDs over 128 bytes).
 MAX_KEY_CHARS = 64
-_INCARNATION_HEX = 12
-_NUMBER_DIGITS = 20  # room for n in an ID
 
 Inputs = tuple[Any, ...]  # one record's values, one per input column
 
@@ -36,7 +35,7 @@ Inputs = tuple[Any, ...]  # one record's values, one per input column
 def new_incarnation() -> str:
     """A random nonce, new in every ``open()``. Attempt numbers and job IDs repeat across
     resubmits (a new job is attempt 0 again); 48 random bits do not, in practice."""
-    return secrets.token_hex(_INCARNATION_HEX // 2)
+    return secrets.token_hex(KEYED_INCARNATION_HEX // 2)
 
 
 def key_text(key: Any, max_bytes: int = MAX_KEY_CHARS) -> str:
@@ -159,8 +158,8 @@ class KeyedSequencePolicy:
     def _key_room(self) -> int:
         # The key gets what Triton's limit leaves (the base was checked at registration to
         # leave room for a hashed key), the same in every sequence of the key.
-        return (MAX_SEQUENCE_ID_BYTES - len(self.base_id.encode()) - 3 - _INCARNATION_HEX
-                - _NUMBER_DIGITS)
+        return (MAX_SEQUENCE_ID_BYTES - len(self.base_id.encode()) - 3 - KEYED_INCARNATION_HEX
+                - KEYED_NUMBER_DIGITS)
 
     def sequence_id(self, key: Any, incarnation: str, number: int) -> str:
         return f"{self.base_id}-{key_text(key, self._key_room)}-{incarnation}-{number}"

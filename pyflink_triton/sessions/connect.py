@@ -7,14 +7,14 @@ above their shared base: the transports know nothing of each other.
 from __future__ import annotations
 
 from ..options import TritonOptions
-from ..wire.transport import AsyncTransport, Transport
+from ..wire.request import AsyncTransport, Transport
 
 
 def connect(options: TritonOptions) -> Transport:
     if options.effective_protocol == "grpc":
-        from .grpc import GrpcTransport  # imports grpc only when asked for
+        from ..wire.grpc import GrpcTransport  # imports grpc only when asked for
         return GrpcTransport.for_options(options)
-    from .http import HttpTransport
+    from ..wire.http import HttpTransport
     return HttpTransport.for_options(options)
 
 
@@ -22,7 +22,7 @@ def connect_async(options: TritonOptions, max_in_flight: int) -> AsyncTransport:
     """An asyncio transport with at most ``max_in_flight`` requests in flight (over HTTP, one
     keep-alive connection each)."""
     if options.effective_protocol == "grpc":
-        from .grpc import AsyncGrpcTransport
+        from ..wire.grpc import AsyncGrpcTransport
         return AsyncGrpcTransport.for_options(options, max_in_flight)
-    from .http import AsyncHttpTransport
+    from ..wire.http import AsyncHttpTransport
     return AsyncHttpTransport.for_options(options, max_in_flight)

@@ -23,14 +23,8 @@ from ..errors import TritonCircuitOpenError
 from ..options import TritonOptions
 from ..options.endpoint import Endpoint
 from ..policies.resilience import Admission, Attempts, BreakerState, CircuitBreaker, RetryPolicy
-from ..wire.transport import (
-    AsyncTransport,
-    InferRequest,
-    InferResponse,
-    ModelRef,
-    Transport,
-    as_request_error,
-)
+from ..wire.failures import as_request_error
+from ..wire.request import AsyncTransport, InferRequest, InferResponse, ModelRef, Transport
 from .connect import connect
 from .metrics import InferenceMetrics
 

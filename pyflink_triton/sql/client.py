@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..codecs.columns import sql_type
 from ..errors import TritonConfigError
-from ..flink.table import _TritonFunction, async_settings, check_async_bound
+from ..flink.table import TritonFunction, async_settings, check_async_bound
 from ..options import PROVIDER
 from .execute import CreateModel, is_triton_model, parse_create_model, split_statements
 
@@ -125,7 +125,7 @@ def _string_literal(text: str) -> str:
 
 
 def _function_definition(model: CreateModel, function_name: str,
-                         adapter: _TritonFunction) -> str:
+                         adapter: TritonFunction) -> str:
     """The module's lines defining the model's function."""
     signature = adapter.inference.signature
     inputs = [(c.name, sql_type(c.data_type)) for c in signature.inputs]

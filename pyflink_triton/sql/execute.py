@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from ..errors import TritonConfigError
-from ..flink.table import _TritonFunction, check_async_model, configure_async, function_for
+from ..flink.table import TritonFunction, check_async_model, configure_async, function_for
 from ..options import PROVIDER, PROVIDER_SPELLING, is_provider_misspelled, option_specs
 from ..options.endpoint import redact_url_credentials
 
@@ -95,7 +95,7 @@ class CreateModel:
     temporary: bool = False
     text: str = field(default="", repr=False)
 
-    def adapter(self) -> _TritonFunction:
+    def adapter(self) -> TritonFunction:
         """The function the model's options ask for (validated; undeclared columns are taken
         from the served model). Several OUTPUT columns make a ROW result."""
         outputs = self.outputs

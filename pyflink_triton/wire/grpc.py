@@ -19,17 +19,10 @@ from tritonclient.utils import InferenceServerException
 from ..errors import TritonRequestError
 from ..options import TritonOptions
 from ..options.endpoint import Endpoint
+from .failures import connection_error, server_error, tls_error
+from .loops import LoopState
+from .request import InferRequest, InputTensor, ModelRef, request_headers
 from .tls import grpc_client_args
-from .transport import (
-    InferRequest,
-    InputTensor,
-    LoopState,
-    ModelRef,
-    connection_error,
-    request_headers,
-    server_error,
-    tls_error,
-)
 
 # Status codes that mean the server was not reached or did not answer in time.
 _UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",
@@ -61,7 +54,9 @@ _CHANNEL_ARGS = [
 
 
 class _KServeGrpc:
-    """What both gRPC transports share: request arguments and error translation."""
+    """What both gRPC transports share: the arguments of every call and the translation of
+    its errors. The transports only make the calls (blocking, or awaited on the loop's client).
+    """
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
                  compression: str | None, tls_args: Mapping[str, Any] | None) -> None:
@@ -77,6 +72,15 @@ class _KServeGrpc:
 
     def _client_args(self) -> dict[str, Any]:
         return {"url": self.endpoint.address, "channel_args": _CHANNEL_ARGS, **self._tls_args}
+
+    def _model_args(self, model: ModelRef, timeout: float | None) -> dict[str, Any]:
+        """Arguments of the model metadata and config calls, as JSON."""
+        return {"model_name": model.name, "model_version": model.version or "",
+                "headers": self._headers, "as_json": True,
+                "client_timeout": timeout or self._timeout}
+
+    def _health_args(self) -> dict[str, Any]:
+        return {"headers": self._headers, "client_timeout": self._timeout}
 
     def _infer_args(self, request: InferRequest) -> dict[str, Any]:
         outputs = self._requested.get(request.outputs) or self._requested.setdefault(
@@ -129,17 +133,13 @@ class GrpcTransport(_KServeGrpc):
 
     def model_metadata(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
         try:
-            return self._client.get_model_metadata(
-                model.name, model.version or "", headers=self._headers, as_json=True,
-                client_timeout=timeout or self._timeout)
+            return self._client.get_model_metadata(**self._model_args(model, timeout))
         except InferenceServerException as e:
             raise self._error(model, e, timeout) from None
 
     def model_config(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
         try:
-            return self._client.get_model_config(
-                model.name, model.version or "", headers=self._headers, as_json=True,
-                client_timeout=timeout or self._timeout)["config"]
+            return self._client.get_model_config(**self._model_args(model, timeout))["config"]
         except InferenceServerException as e:
             raise self._error(model, e, timeout) from None
 
@@ -151,15 +151,13 @@ class GrpcTransport(_KServeGrpc):
 
     def server_live(self, model: ModelRef) -> bool:
         try:
-            return self._client.is_server_live(headers=self._headers,
-                                               client_timeout=self._timeout)
+            return self._client.is_server_live(**self._health_args())
         except InferenceServerException as e:
             raise self._error(model, e) from None
 
     def server_ready(self, model: ModelRef) -> bool:
         try:
-            return self._client.is_server_ready(headers=self._headers,
-                                                client_timeout=self._timeout)
+            return self._client.is_server_ready(**self._health_args())
         except InferenceServerException as e:
             raise self._error(model, e) from None
 

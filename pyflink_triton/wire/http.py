@@ -15,8 +15,6 @@ import gzip
 import json
 import logging
 import re
-import select
-import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -28,18 +26,10 @@ from tritonclient.utils import InferenceServerException
 from ..options import TritonOptions
 from ..options.endpoint import Endpoint
 from . import http1
+from .failures import connection_error, server_error, unreadable_response
+from .loops import LoopState, within
+from .request import InferRequest, InputTensor, ModelRef, request_headers
 from .tls import http_context
-from .transport import (
-    InferRequest,
-    InputTensor,
-    LoopState,
-    ModelRef,
-    connection_error,
-    request_headers,
-    server_error,
-    unreadable_response,
-    within,
-)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +37,9 @@ _HTML_TITLE = re.compile(r"<title>([^<]{1,200})</title>", re.IGNORECASE)
 
 
 class _KServeHttp:
-    """What both HTTP transports share: paths, request bodies, responses and their errors."""
+    """What both HTTP transports share: paths, the bytes of every request, and the translation
+    of responses and their errors. The transports only move those bytes (one blocking
+    connection, or a pool of asyncio ones)."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
                  compression: str | None, binary: bool, tls: ssl.SSLContext | None) -> None:
@@ -104,6 +96,15 @@ class _KServeHttp:
             reason = e.message() if isinstance(e, InferenceServerException) else str(e)
             raise unreadable_response(self.endpoint, model, reason, status) from None
 
+    def _json(self, model: ModelRef, response: http1.Response) -> dict[str, Any]:
+        """The body of a model metadata or config response."""
+        if response.status != 200:
+            raise self._server_error(model, response.status, response.body)
+        try:
+            return json.loads(response.body)
+        except ValueError as e:
+            raise unreadable_response(self.endpoint, model, str(e), response.status) from None
+
     def _server_error(self, model: ModelRef, status: int, data: bytes) -> Exception:
         try:
             detail = json.loads(data).get("error") or data.decode(errors="replace")
@@ -130,10 +131,12 @@ class HttpTransport(_KServeHttp):
                    options.compression, options.binary_data, http_context(options))
 
     def model_metadata(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
-        return self._get_json(model, model.path_segments(), timeout)
+        return self._json(model, self._round_trip(
+            model, self._get(model.path_segments()), timeout))
 
     def model_config(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
-        return self._get_json(model, (*model.path_segments(), "config"), timeout)
+        return self._json(model, self._round_trip(
+            model, self._get((*model.path_segments(), "config")), timeout))
 
     def infer(self, request: InferRequest) -> InferResult:
         return self._result(request.model, self._round_trip(
@@ -150,20 +153,10 @@ class HttpTransport(_KServeHttp):
             self._connection.close()
             self._connection = None
 
-    def _get_json(self, model: ModelRef, segments: Sequence[str],
-                  timeout: float | None) -> dict[str, Any]:
-        response = self._round_trip(model, self._get(segments), timeout)
-        if response.status != 200:
-            raise self._server_error(model, response.status, response.body)
-        try:
-            return json.loads(response.body)
-        except ValueError as e:
-            raise unreadable_response(self.endpoint, model, str(e), response.status) from None
-
     def _connect(self, timeout: float) -> http1.Connection:
         """The keep-alive connection; a new one connects within ``timeout``."""
         connection = self._connection
-        if connection is not None and _closed_by_peer(connection.sock):
+        if connection is not None and connection.closed_by_peer:
             # The server closed the idle keep-alive connection: open a new one before sending,
             # so that a request is never sent twice.
             log.debug("keep-alive connection to %s was closed by the server", self.endpoint)
@@ -284,9 +277,3 @@ def http_input(tensor: InputTensor, binary: bool) -> InferInput:
     result = InferInput(tensor.name, tensor.shape, tensor.datatype)
     result.set_data_from_numpy(tensor.array, binary_data=binary)
     return result
-
-
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """An idle keep-alive socket has nothing to read; readable means the server closed it."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)

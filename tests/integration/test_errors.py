@@ -10,7 +10,7 @@ from pyflink_triton import (
     create_model,
 )
 from pyflink_triton.server import free_port
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.function import TritonInference
 
 from jobs import sequence_source, stateful_options
 

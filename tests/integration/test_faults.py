@@ -18,7 +18,7 @@ from pyflink_triton import create_model
 from pyflink_triton.errors import TritonCircuitOpenError, TritonRequestError
 from pyflink_triton.policies.resilience import BreakerState
 from pyflink_triton.server import LocalTritonServer
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.function import TritonInference
 
 from faults import ECHO_LOG, ECHO_LOG_SEQ, RUNNING_TOTAL, CountingProxy, FaultRepository
 from jobs import sequence_source, table_env
@@ -182,7 +182,7 @@ def breaker_session(endpoint: str, **options: str):
 def test_the_breaker_stops_connection_attempts_during_an_outage_and_closes_after_it(
         server, http_proxy):
     session = breaker_session(http_proxy.http_endpoint)
-    breaker = session._records.guard.breaker
+    breaker = session.context.guard.breaker
     try:
         assert [session.infer([x]) for x in range(20)] == list(range(1, 21))
         server.kill()
@@ -213,7 +213,7 @@ def test_the_breaker_stops_connection_attempts_during_an_outage_and_closes_after
 def test_failed_health_probes_open_the_breaker_without_any_record(server, http_proxy):
     session = breaker_session(http_proxy.http_endpoint, **{
         "health-check-enabled": "true", "health-check-interval": "50ms"})
-    records = session._records
+    records = session.context
     try:
         assert session.infer([1]) == 2
         server.kill()
@@ -316,7 +316,7 @@ def keyed_session(endpoint: str, base: str, **options: str):
     return TritonInference.create(
         {"endpoint": endpoint, "model-name": RUNNING_TOTAL, "sequence-id": base,
          "input-names": "x:X", "output-names": "total:TOTAL", **options},
-        [("x", "BIGINT")], ("total", "BIGINT"), mode="keyed").open_keyed(0)
+        [("x", "BIGINT")], ("total", "BIGINT"), mode="keyed").open(0, mode="keyed")
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -372,7 +372,7 @@ def test_a_key_idle_past_the_models_max_idle_starts_anew_without_a_refused_reque
         time.sleep(5.5)
         total, state = session.infer(state, "k", [4], False, 6_600)
         assert total == 2 + 4
-        assert session._records.guard.metrics.failures.value == 0
+        assert session.context.guard.metrics.failures.value == 0
         sequences = by_sequence(fault_repository.records(RUNNING_TOTAL), base)
         assert [keyed_id_parts(s, base)[2] for s in sequences] == [0, 1]
         old = next(iter(sequences))

@@ -9,7 +9,7 @@ import pytest
 
 from pyflink_triton import TritonConfigError, TritonConnectionError, TritonServerError
 from pyflink_triton.server import free_port
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.function import TritonInference
 
 from jobs import BASE_ID, open_session, stateful_options
 
@@ -33,7 +33,7 @@ def test_grpc_with_gzip_headers_token_and_priority(triton):
 def test_grpc_async_session_returns_results_in_order(triton):
     inference = TritonInference.create({"endpoint": triton.grpc_endpoint,
                                         "model-name": "add_one"})
-    session = inference.open_async(0)
+    session = inference.open(0, mode="async")
 
     async def run() -> list[float]:
         try:

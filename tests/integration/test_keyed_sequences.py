@@ -16,7 +16,7 @@ from pyflink_triton import (
     TritonScalarFunction,
     keyed_sequence_map,
 )
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.function import TritonInference
 
 from faults import ECHO_LOG, RUNNING_TOTAL
 from sequence_checks import (
@@ -167,13 +167,13 @@ def test_a_new_incarnation_starts_a_new_sequence_and_replays_the_last_inputs(
     inference = TritonInference.create(
         options(server, base, **{"sequence-replay-records": str(replay)}),
         [("x", "BIGINT")], ("total", "BIGINT"), mode="keyed")
-    before = inference.open_keyed(0)
+    before = inference.open(0, mode="keyed")
     state = None
     for x in (1, 2, 4, 8, 16):
         total, state = before.infer(state, "dev", [x], False, 1000)
     assert total == 31
     # The failed attempt's worker dies without close(): its sequence stays open in Triton.
-    after = inference.open_keyed(0, attempt=1)
+    after = inference.open(0, attempt=1, mode="keyed")
     try:
         total, state = after.infer(state, "dev", [32], False, 2000)
         assert total == {0: 32, 3: 4 + 8 + 16 + 32}[replay]
@@ -190,6 +190,27 @@ def test_a_new_incarnation_starts_a_new_sequence_and_replays_the_last_inputs(
     assert_running_totals(sequences[new])
     assert after.replayed == replay and after.restarted == 1
     before._transport.close()  # (the old incarnation's sequence is left to Triton's reaper)
+
+
+def test_many_records_at_once_go_on_in_their_keys_sequences(server, fault_repository):
+    """The session contract's infer_many() for keyed sequences: records of two keys, each
+    key's records in its own sequence, each state carried to the key's next record."""
+    inference = TritonInference.create(options(server, "many"), [("x", "BIGINT")],
+                                       ("total", "BIGINT"), mode="keyed")
+    session = inference.open(0, mode="keyed")
+    try:
+        answers = session.infer_many([(None, "a", [1], False, 1000),
+                                      (None, "b", [10], False, 1000),
+                                      (None, "a", [2], False, 1001),
+                                      (None, "b", [20], True, 1002),
+                                      (None, "a", [4], True, 1003)])
+    finally:
+        session.close()
+    assert [total for total, _ in answers] == [1, 10, 3, 30, 7]
+    assert [state.open for _, state in answers] == [True, True, True, False, False]
+    sequences = by_sequence(fault_repository.records(RUNNING_TOTAL), "many")
+    assert sorted([line["x"] for line in lines] for lines in sequences.values()) == [
+        [1, 2, 4], [10, 20]]
 
 
 def test_table_api_rows_reach_keyed_sequences_through_to_data_stream(server, fault_repository):
@@ -222,7 +243,7 @@ def test_a_stateless_model_is_refused_at_open(server):
         {**options(server, "x"), "model-name": ECHO_LOG, "output-names": "total:Y"},
         [("x", "BIGINT")], ("total", "BIGINT"), mode="keyed")
     with pytest.raises(TritonConfigError, match="Model 'echo_log' has no sequence_batching"):
-        inference.open_keyed(0)
+        inference.open(0, mode="keyed")
 
 
 def test_an_idle_timeout_beyond_the_models_is_refused_at_open(server):
@@ -232,7 +253,7 @@ def test_an_idle_timeout_beyond_the_models_is_refused_at_open(server):
     with pytest.raises(TritonConfigError, match=re.escape(
             "'sequence-idle-timeout' (5000 ms) must be below model 'running_total''s "
             "max_sequence_idle_microseconds (5000 ms)")):
-        inference.open_keyed(0)
+        inference.open(0, mode="keyed")
 
 
 def test_keyed_options_are_refused_by_per_record_functions(server):

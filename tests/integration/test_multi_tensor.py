@@ -11,10 +11,11 @@ from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 from pyflink.table import DataTypes
 
-from pyflink_triton import TritonMapFunction, TritonScalarFunction, execute_sql, http1
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton import TritonMapFunction, TritonScalarFunction, execute_sql
+from pyflink_triton.sessions.function import TritonInference
+from pyflink_triton.wire import http1
 from pyflink_triton.wire.http import HttpTransport
-from pyflink_triton.wire.transport import InferRequest
+from pyflink_triton.wire.request import InferRequest
 
 from jobs import open_session
 

@@ -22,7 +22,8 @@ from pyflink.table.udf import FunctionContext
 
 from pyflink_triton import TritonAsyncScalarFunction
 from pyflink_triton.errors import TritonRequestError
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.batches import ColumnBatch
+from pyflink_triton.sessions.function import TritonInference
 
 from faults import ECHO_LOG, CountingProxy
 
@@ -98,9 +99,9 @@ def test_an_async_function_closes_its_connections_when_pyflink_stops_it(proxy, p
 def test_a_vectorized_session_closes_its_connections(proxy, protocol):
     session = TritonInference.create(
         {"endpoint": endpoint(proxy, protocol), "model-name": ECHO_LOG,
-         "max-concurrent-requests": "8"}, **COLUMNS).open_batched(0)
+         "max-concurrent-requests": "8"}, **COLUMNS).open(0, mode="vectorized")
     rows = np.arange(32, dtype=np.int64)
-    assert list(session.infer_columns([rows])[0]) == list(rows + 1)
+    assert list(session.infer_many(ColumnBatch([rows]))[0]) == list(rows + 1)
     assert proxy[protocol].active >= 1
     session.close()
     assert wait_until_closed(proxy[protocol]) == 0
@@ -114,11 +115,11 @@ def test_a_failed_vectorized_request_stops_its_siblings(proxy, fault_repository,
     fault_repository.set_delay(1.0)
     session = TritonInference.create(
         {"endpoint": proxy["http"].http_endpoint, "model-name": ECHO_LOG,
-         "max-concurrent-requests": "8"}, **COLUMNS).open_batched(0)
+         "max-concurrent-requests": "8"}, **COLUMNS).open(0, mode="vectorized")
     try:
         started = time.monotonic()
         with pytest.raises(TritonRequestError, match="outside the INT64 range"):
-            session.infer_columns([[1, 2, 3, 4, 5, 6, 7, 2**70]])
+            session.infer_many(ColumnBatch([[1, 2, 3, 4, 5, 6, 7, 2**70]]))
         assert time.monotonic() - started < 0.9  # (the failing row did not wait for the rest)
         assert wait_until_closed(proxy["http"]) == 0
     finally:
@@ -133,7 +134,7 @@ def test_a_session_used_on_two_loops_closes_the_first_loops_connections(proxy):
     asyncio.run its own): the first loop's connections are closed as that loop shuts down."""
     inference = TritonInference.create(
         {"endpoint": proxy["http"].http_endpoint, "model-name": ECHO_LOG}, **COLUMNS)
-    session = inference.open_async(0)
+    session = inference.open(0, mode="async")
 
     async def calls() -> list[int]:
         return list(await asyncio.gather(*(session.infer([x]) for x in range(4))))

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pyflink_triton import TritonConfigError, TritonRequestError, TritonScalarFunction, create_model
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.function import TritonInference
 
 from jobs import open_session, sequence_source, stateful_options
 

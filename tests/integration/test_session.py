@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
 import subprocess
 import sys
 
+import pytest
+
 from pyflink_triton.server import LocalTritonServer, free_port
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.batches import ColumnBatch
+from pyflink_triton.sessions.function import TritonInference
 
 from jobs import BASE_ID, stateful_options
 from servers import MODEL_REPOSITORY
@@ -32,6 +36,37 @@ def test_open_logs_base_and_subtask_and_debug_logs_each_id_never_the_token(trito
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert f"sequence ID {BASE_ID}-4-1" in debug
     assert "tok-s3cr3t" not in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["sync", "async", "vectorized"])
+def test_every_mode_answers_records_one_by_one_and_many_at_once_alike(triton, mode):
+    """The session contract against the real add_one: infer() of each record and infer_many()
+    of them all give the same results, in the records' order."""
+    inference = TritonInference.create(
+        {"endpoint": triton.http_endpoint, "model-name": "add_one"},
+        inputs=[("x", "DOUBLE")], output=("y", "DOUBLE"), mode=mode)
+    values = [1.0, 41.0, -2.5]
+    session = inference.open(0, mode=mode)
+    if mode == "async":
+        async def run() -> tuple[list[float], list[float]]:
+            try:
+                return ([await session.infer([x]) for x in values],
+                        await session.infer_many([[x] for x in values]))
+            finally:
+                await session.close()
+
+        one_by_one, many = asyncio.run(run())
+    else:
+        try:
+            one_by_one = [session.infer([x]) for x in values]
+            if mode == "vectorized":
+                [field] = session.infer_many(ColumnBatch.of_rows([[x] for x in values]))
+                many = list(field)
+            else:
+                many = session.infer_many([[x] for x in values])
+        finally:
+            session.close()
+    assert one_by_one == many == [2.0, 42.0, -1.5]
 
 
 def test_the_sql_file_command_prints_every_row(triton, tmp_path):

@@ -28,7 +28,7 @@ from pyflink_triton import TritonScalarFunction, create_model
 from pyflink_triton.errors import TritonError, TritonServerError, TritonTlsError
 from pyflink_triton.options import TritonOptions
 from pyflink_triton.sessions.connect import connect, connect_async
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.function import TritonInference
 
 from nginx import Credentials, Mark, NginxGateway, NginxNotInstalled
 
@@ -166,7 +166,7 @@ def test_async_sessions_over_mutual_tls_keep_order(gateway, block):
     inference = TritonInference.create(options(
         gateway, block, **{"tls-client-cert": certs.client, "tls-client-key": certs.client_key,
                            "max-concurrent-requests": "8"}), **ADD_ONE_IO)
-    session = inference.open_async(0)
+    session = inference.open(0, mode="async")
 
     async def run() -> list[float]:
         try:
@@ -315,7 +315,7 @@ def test_a_certificate_rejected_on_reconnect_fails_the_record_once(gateway, bloc
     certs = gateway.certs
 
     async def records_around_a_rotation() -> BaseException:
-        session = inference.open_async(0) if mode == "async" else inference.open(0)
+        session = inference.open(0, mode="async") if mode == "async" else inference.open(0)
 
         async def infer(value: float) -> Any:
             result = session.infer([value])

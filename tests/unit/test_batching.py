@@ -23,11 +23,14 @@ from pyflink_triton.errors import TritonRequestError, TritonServerError
 from pyflink_triton.flink.table import TritonVectorizedFunction
 from pyflink_triton.options import TritonOptions
 from pyflink_triton.policies.sequence import SequencePolicy
-from pyflink_triton.sessions.inference import BatchInferenceSession, RecordCodec, TritonInference
+from pyflink_triton.sessions.batches import ColumnBatch
+from pyflink_triton.sessions.context import InstanceContext
+from pyflink_triton.sessions.function import TritonInference
 from pyflink_triton.sessions.metrics import InferenceMetrics
 from pyflink_triton.sessions.reliable import RequestGuard
+from pyflink_triton.sessions.vectorized import BatchInferenceSession
 from pyflink_triton.wire.http import HttpTransport
-from pyflink_triton.wire.transport import InferRequest, ModelRef
+from pyflink_triton.wire.request import InferRequest, ModelRef
 
 
 def batch_codec(data_type, datatype: str, dims=(1,)) -> InputCodec:
@@ -123,16 +126,17 @@ def batch_session(max_batch_size: int, dims=(1,), data_type=None, datatype: str 
                            (OutputCodec(column_out, datatype, batched, True),), False,
                            max_batch_size)
     guard = RequestGuard(inference.options, InferenceMetrics())
-    records = RecordCodec(inference, bound, SequencePolicy.from_options(
-        inference.options).for_subtask(0), guard, None)
+    context = InstanceContext(inference.model, inference.options, inference.results, bound,
+                              SequencePolicy.from_options(inference.options).for_subtask(0),
+                              guard, None)
     transport = EchoTransport()
-    return BatchInferenceSession(records, transport, inference.options), transport
+    return BatchInferenceSession(context, transport), transport
 
 
 def test_rows_are_cut_by_max_batch_size_and_reassembled_in_order():
     session, transport = batch_session(4)
     values = np.arange(10, dtype=np.float64)
-    (result,) = session.infer_columns([values])
+    (result,) = session.infer_many(ColumnBatch([values]))
     assert result.tolist() == (values * 2).tolist()
     assert [r.inputs[0].shape for r in transport.requests] == [[4, 1], [4, 1], [2, 1]]
     session.close()
@@ -140,13 +144,13 @@ def test_rows_are_cut_by_max_batch_size_and_reassembled_in_order():
 
 def test_batch_size_option_cuts_smaller_requests():
     session, transport = batch_session(64, **{"batch-size": "3"})
-    session.infer_columns([np.arange(7, dtype=np.float64)])
+    session.infer_many(ColumnBatch([np.arange(7, dtype=np.float64)]))
     assert [r.inputs[0].shape[0] for r in transport.requests] == [3, 3, 1]
 
 
 def test_unbatched_model_gets_one_request_per_row():
     session, transport = batch_session(0)
-    (result,) = session.infer_columns([np.array([1.0, 2.0, 3.0])])
+    (result,) = session.infer_many(ColumnBatch([np.array([1.0, 2.0, 3.0])]))
     assert list(result) == [2.0, 4.0, 6.0]
     assert [r.inputs[0].shape for r in transport.requests] == [[1], [1], [1]]
 
@@ -154,7 +158,7 @@ def test_unbatched_model_gets_one_request_per_row():
 def test_rows_of_different_shapes_go_in_separate_requests():
     session, transport = batch_session(8, dims=(-1,), data_type=D.ARRAY(D.DOUBLE()))
     values = [[1.0], [2.0, 3.0], [4.0], [5.0, 6.0], [7.0]]
-    (result,) = session.infer_columns([values])
+    (result,) = session.infer_many(ColumnBatch([values]))
     assert result == [[2.0], [4.0, 6.0], [8.0], [10.0, 12.0], [14.0]]
     assert sorted(r.inputs[0].shape for r in transport.requests) == [[2, 2], [3, 1]]
 
@@ -164,10 +168,10 @@ def test_null_rows_fail_naming_the_column_or_are_skipped():
     values = np.array([1.0, 0.0, 3.0])
     nulls = np.array([False, True, False])
     with pytest.raises(TritonRequestError, match=r"Column\(s\) \['x'\] are NULL"):
-        session.infer_columns([values], [nulls])
+        session.infer_many(ColumnBatch([values], [nulls]))
     assert transport.requests == []
     skipping, transport = batch_session(8, **{"null-input": "skip"})
-    (result,) = skipping.infer_columns([values], [nulls])
+    (result,) = skipping.infer_many(ColumnBatch([values], [nulls]))
     assert list(result) == [2.0, None, 6.0]
     assert [r.inputs[0].shape for r in transport.requests] == [[2, 1]]
 
@@ -175,7 +179,7 @@ def test_null_rows_fail_naming_the_column_or_are_skipped():
 @pytest.mark.parametrize("error_fields", ["false", "true"])
 def test_an_empty_batch_gives_empty_result_fields_without_a_request(error_fields):
     session, transport = batch_session(4, **{"error-fields": error_fields})
-    results = session.infer_columns([np.array([], dtype=np.float64)])
+    results = session.infer_many(ColumnBatch([np.array([], dtype=np.float64)]))
     assert [len(r) for r in results] == [0] * (3 if error_fields == "true" else 1)
     assert transport.requests == []
 
@@ -298,7 +302,7 @@ def test_a_failed_request_gives_its_rows_the_fallback_in_place(error_fields):
     values = np.arange(10, dtype=np.float64)
     nulls = np.zeros(10, dtype=bool)
     nulls[1] = True  # a NULL input fails its row too ('null-input' = 'fail')
-    results = session.infer_columns([values], [nulls])
+    results = session.infer_many(ColumnBatch([values], [nulls]))
     # Requests of rows [0, 2], [3, 4], [5, 6], [7, 8], [9]: the one with 6 is refused.
     expected = [0.0, -1.0, 4.0, 6.0, 8.0, -1.0, -1.0, 14.0, 16.0, 18.0]
     assert list(results[0]) == expected
@@ -310,11 +314,11 @@ def test_a_failed_request_gives_its_rows_the_fallback_in_place(error_fields):
         assert "refused" in errors[5] and "refused" in errors[6]
     else:
         assert len(results) == 1
-    assert session._records.guard.metrics.fallbacks.value == 3
+    assert session.context.guard.metrics.fallbacks.value == 3
 
 
 def test_a_failed_request_without_a_fallback_fails_the_call():
     session, transport = batch_session(64, **{"batch-size": "2"})
     transport.refused = 6.0
     with pytest.raises(TritonServerError, match="refused"):
-        session.infer_columns([np.arange(10, dtype=np.float64)])
+        session.infer_many(ColumnBatch([np.arange(10, dtype=np.float64)]))

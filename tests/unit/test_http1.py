@@ -146,7 +146,7 @@ def test_the_blocking_transport_discards_a_connection_after_a_protocol_error():
     from pyflink_triton.errors import TritonConnectionError
     from pyflink_triton.options import TritonOptions
     from pyflink_triton.wire.http import HttpTransport
-    from pyflink_triton.wire.transport import ModelRef
+    from pyflink_triton.wire.request import ModelRef
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

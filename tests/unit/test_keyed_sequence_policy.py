@@ -42,13 +42,13 @@ from pyflink_triton.policies.keyed import (
     new_incarnation,
 )
 from pyflink_triton.policies.sequence import SequenceParams
-from pyflink_triton.sessions.inference import (
+from pyflink_triton.sessions.function import TritonInference
+from pyflink_triton.sessions.keyed import (
     FLUSH_PARAMETER,
     REPLAY_PARAMETER,
     KeyedInferenceSession,
-    TritonInference,
 )
-from pyflink_triton.wire.transport import InferRequest
+from pyflink_triton.wire.request import InferRequest
 
 BASE = {"endpoint": "http://triton:8000", "model-name": "m"}
 KEYED = {**BASE, "sequence-id": "sensors"}
@@ -889,19 +889,19 @@ class Harness:
         self.opened = 0
         self.states: dict[Any, KeySequence | None] = {}
         self.now = 1_000
-        monkeypatch.setattr("pyflink_triton.sessions.inference.connect",
+        monkeypatch.setattr("pyflink_triton.sessions.function.connect",
                             lambda options: self.triton)
 
         def incarnation() -> str:
             self.opened += 1
             return f"inc{self.opened}"
 
-        monkeypatch.setattr("pyflink_triton.sessions.inference.new_incarnation", incarnation)
+        monkeypatch.setattr("pyflink_triton.sessions.function.new_incarnation", incarnation)
         self.session = self.open()
 
     def open(self) -> KeyedInferenceSession:
         self.metrics = MetricGroup()
-        self.session = self.inference.open_keyed(0, 0, self.metrics)
+        self.session = self.inference.open(0, 0, self.metrics, mode="keyed")
         return self.session
 
     def restore(self, states: dict[Any, KeySequence | None] | None = None

@@ -14,7 +14,7 @@ from pyflink.table import DataTypes
 from pyflink_triton.errors import TritonConfigError, TritonConnectionError, TritonRequestError
 from pyflink_triton.options import TritonOptions
 from pyflink_triton.policies.sequence import LiveSequences, SequencePolicy
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.function import TritonInference
 
 METADATA = {"name": "m", "versions": ["1"], "platform": "python",
             "inputs": [{"name": "x", "datatype": "INT64", "shape": [1]}],
@@ -57,7 +57,7 @@ def triton(monkeypatch):
     """A StartingTriton behind every connect() of open(); no real sleeps."""
     def make(down: int) -> StartingTriton:
         server = StartingTriton(down)
-        monkeypatch.setattr("pyflink_triton.sessions.inference.connect", lambda options: server)
+        monkeypatch.setattr("pyflink_triton.sessions.function.connect", lambda options: server)
         monkeypatch.setattr("pyflink_triton.sessions.reliable.time.sleep", lambda seconds: None)
         return server
     return make
@@ -66,8 +66,7 @@ def triton(monkeypatch):
 def open_mode(mode: str, **extra: str) -> Any:
     keyed = {"sequence-id": "s"} if mode == "keyed" else {}
     inference = TritonInference.create({**BASE, **extra, **keyed}, INPUTS, OUTPUT, mode=mode)
-    return {"sync": inference.open, "async": inference.open_async,
-            "vectorized": inference.open_batched, "keyed": inference.open_keyed}[mode](0)
+    return inference.open(0, mode=mode)
 
 
 def close(session: Any) -> None:
@@ -139,7 +138,7 @@ def test_a_fixed_sequence_id_as_string_and_as_uint64_are_two_sequences(triton):
                                         "sequence-id-type": "uint64"}, INPUTS, OUTPUT,
                                        mode="sync").open(0)
     try:
-        assert [s._records.request([1]).sequence.sequence_id for s in (as_string, as_number)
+        assert [s.context.request([1]).sequence.sequence_id for s in (as_string, as_number)
                 ] == ["42", 42]
     finally:
         as_string.close()
@@ -216,7 +215,7 @@ def test_instances_of_a_real_open_share_the_counter(triton):
     inference = TritonInference.create({**BASE, **AUTO}, INPUTS, OUTPUT, mode="sync")
     first, second = inference.open(0), inference.open(0)
     try:
-        ids = [s._records.request([1]).sequence.sequence_id for s in (first, second, first)]
+        ids = [s.context.request([1]).sequence.sequence_id for s in (first, second, first)]
         assert ids == ["b-0-0", "b-0-1", "b-0-2"]
     finally:
         first.close()

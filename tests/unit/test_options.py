@@ -22,7 +22,7 @@ from pyflink_triton.options import (
     reference_markdown,
 )
 from pyflink_triton.options.endpoint import Endpoint
-from pyflink_triton.sessions.inference import TritonInference
+from pyflink_triton.sessions.function import TritonInference
 
 BASE = {"endpoint": "localhost:8000", "model-name": "m"}
 

@@ -30,7 +30,7 @@ from pyflink_triton.policies.resilience import Admission, BreakerState, CircuitB
 from pyflink_triton.policies.sequence import SequenceParams
 from pyflink_triton.sessions.metrics import GROUP, InferenceMetrics
 from pyflink_triton.sessions.reliable import HealthCheck, RequestGuard, call_with_retries
-from pyflink_triton.wire.transport import InferRequest, ModelRef
+from pyflink_triton.wire.request import InferRequest, ModelRef
 
 from fake_clock import FakeClock
 

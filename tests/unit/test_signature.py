@@ -23,7 +23,7 @@ from pyflink_triton.codecs.tensors import InputCodec, OutputCodec
 from pyflink_triton.errors import TritonConfigError, TritonRequestError
 from pyflink_triton.options import TritonOptions
 from pyflink_triton.wire.http import http_input
-from pyflink_triton.wire.transport import ModelRef
+from pyflink_triton.wire.request import ModelRef
 
 D = DataTypes
 

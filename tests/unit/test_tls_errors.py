@@ -11,9 +11,10 @@ from tritonclient.utils import InferenceServerException
 
 from pyflink_triton.errors import TritonConnectionError, TritonServerError, TritonTlsError
 from pyflink_triton.options.endpoint import Endpoint
+from pyflink_triton.wire.failures import connection_error, server_error
 from pyflink_triton.wire.grpc import _KServeGrpc
 from pyflink_triton.wire.http import _KServeHttp
-from pyflink_triton.wire.transport import ModelRef, connection_error, server_error
+from pyflink_triton.wire.request import ModelRef
 
 ENDPOINT = Endpoint.parse("https://alice:pw-secret@gateway:8443")
 MODEL = ModelRef("add_one")

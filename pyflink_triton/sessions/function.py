@@ -1,0 +1,188 @@
+"""A model function: :class:`TritonInference`, built at registration, opens the sessions.
+
+:class:`TritonInference` is the picklable description of a model function (validated options
+plus the column signature, and the mode it was created for); PyFlink ships it with the job.
+Each parallel function instance calls :meth:`TritonInference.open` in Flink's open(), with its
+:class:`Subtask`: open() connects, checks the signature against the model the server serves
+(fetched anew every time: it may have changed since registration), starts the instance's
+sequence IDs, guard and health check (its :class:`~.context.InstanceContext`) and hands them to
+the mode's session class from :data:`SESSIONS`. The sessions' contract is ``contract``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyflink.table.types import DataType
+
+from ..codecs.fallback import ResultPolicy
+from ..codecs.signature import ColumnDeclaration, ModelSignature, OutputDeclaration
+from ..errors import TritonConfigError, TritonError
+from ..options import Mode, TritonOptions
+from ..policies.keyed import KeyedSequencePolicy, new_incarnation
+from ..policies.resilience import RetryPolicy
+from ..policies.sequence import LIVE_SEQUENCES, SequencePolicy
+from ..wire.request import ModelRef, Transport
+from .connect import connect, connect_async
+from .context import InstanceContext
+from .contract import InferenceSession
+from .keyed import KeyedInferenceSession
+from .metrics import InferenceMetrics
+from .per_record import AsyncInferenceSession, SyncInferenceSession
+from .reliable import HealthCheck, RequestGuard, call_with_retries
+from .vectorized import BatchInferenceSession
+
+log = logging.getLogger(__name__)
+
+# The session class of each mode: a new mode is a class and an entry here.
+SESSIONS: dict[Mode, type[InferenceSession[Any, Any, Any, Any]]] = {
+    "sync": SyncInferenceSession,
+    "async": AsyncInferenceSession,
+    "vectorized": BatchInferenceSession,
+    "keyed": KeyedInferenceSession,
+}
+
+
+@dataclass(frozen=True)
+class Subtask:
+    """Which parallel instance of the function opens a session."""
+
+    index: int
+    attempt: int
+    metric_group: Any | None  # Flink's metric group of the function (None: no metrics)
+    parallelism: int  # how many parallel instances the function has
+
+
+@dataclass(frozen=True)
+class TritonInference:
+    options: TritonOptions
+    signature: ModelSignature
+    results: ResultPolicy
+    mode: Mode | None = None  # the mode open() opens; None: sync unless open() is told
+
+    @classmethod
+    def create(cls, options: Mapping[str, object] | TritonOptions,
+               inputs: Sequence[ColumnDeclaration] | None = None,
+               output: OutputDeclaration | None = None, *,
+               mode: Mode | None = None) -> TritonInference:
+        """Validate everything that can be validated at registration. ``mode``: how the
+        function calls the model ('sync', 'async', 'vectorized', or 'keyed' for keyed
+        sequences), whose options differ; unset, only what holds in every per-record mode.
+
+        Columns whose types are not declared are looked up in the model's metadata on the
+        server, so the server must be reachable then; declared columns need no server.
+        """
+        parsed = options if isinstance(options, TritonOptions) else TritonOptions.from_dict(options)
+        if mode is not None:
+            parsed.check_mode(mode)
+        else:
+            parsed.check_sequence_scope(False)
+        model = ModelRef(parsed.model_name, parsed.model_version)
+
+        def fetch_served() -> tuple[dict[str, Any], dict[str, Any]]:
+            transport = connect(parsed)
+            try:
+                return served_model(parsed, transport, model)
+            except TritonError as e:
+                raise TritonConfigError(
+                    f"Cannot derive the input and output columns of model {model} from the "
+                    f"server: {e} Declare the columns (INPUT (...) and OUTPUT (...) in CREATE "
+                    "MODEL, inputs= and output= in Python) or make the server reachable when "
+                    "the function is registered.") from None
+            finally:
+                transport.close()
+
+        signature = ModelSignature.resolve(model, parsed, inputs, output, fetch_served)
+        return cls(parsed, signature, ResultPolicy.from_options(
+            parsed.default_value, parsed.error_fields, signature.outputs, signature.row_output),
+            mode)
+
+    @property
+    def model(self) -> ModelRef:
+        return ModelRef(self.options.model_name, self.options.model_version)
+
+    @property
+    def result_type(self) -> DataType:
+        return self.results.result_type
+
+    def open(self, subtask_index: int, attempt: int = 0, metric_group: Any | None = None,
+             parallelism: int = 1, *,
+             mode: Mode | None = None) -> InferenceSession[Any, Any, Any, Any]:
+        """The session of one parallel instance, in ``mode`` (by default the mode the function
+        was created for, else sync): connect, check the signature against the served model,
+        start the ID counter. ``metric_group``: Flink's metric group of the function, to
+        report metrics in; ``parallelism``: how many parallel instances the function has.
+        An asyncio session's connections open on its first call."""
+        session = SESSIONS[mode or self.mode or "sync"]
+        subtask = Subtask(subtask_index, attempt, metric_group, parallelism)
+        options = self.options
+        if session.blocking:  # the transport of the checks is the session's
+            transport = connect(options)
+            try:
+                return session(self._context(transport, subtask, session), transport)
+            except BaseException:
+                transport.close()
+                raise
+        # (made first: until a loop uses it, it holds nothing to close if the checks fail)
+        async_transport = connect_async(options, options.max_concurrent_requests)
+        transport = connect(options)  # a blocking one for the checks: open() is not async
+        try:
+            context = self._context(transport, subtask, session)
+        finally:
+            transport.close()
+        return session(context, async_transport)
+
+    def _context(self, transport: Transport, subtask: Subtask,
+                 session: type[InferenceSession[Any, Any, Any, Any]]) -> InstanceContext:
+        options, mode = self.options, session.mode
+        options.check_mode(mode)  # (also when the function was created for another mode)
+        policy = SequencePolicy.from_options(options)
+        if not session.sequence_per_key:
+            policy.check_senders(subtask.parallelism)
+        # Fetched anew by every open(): the served model may have changed since registration
+        # (or since the last attempt).
+        metadata, config = served_model(options, transport, self.model)
+        bound = self.signature.bind(self.model, metadata, config, options)
+        keyed = None
+        if session.sequence_per_key:
+            keyed = KeyedSequencePolicy.for_model(options, self.model.name, config
+                                                  ).for_incarnation(new_incarnation())
+        # (keyed sequences draw no IDs from it: theirs hold a random incarnation)
+        sequence_ids = policy.for_subtask(subtask.index, attempt=subtask.attempt,
+                                          live=None if keyed else LIVE_SEQUENCES)
+        try:
+            metrics = InferenceMetrics(subtask.metric_group)
+            metrics.gauge("sequenceCounter", lambda: sequence_ids.issued)
+            guard = RequestGuard(options, metrics)
+            log.info("Triton model %s at %s (%s, %s): subtask %d of %d, attempt %d, %s; %s; %s",
+                     self.model, options.endpoint, options.effective_protocol, mode,
+                     subtask.index, subtask.parallelism, subtask.attempt,
+                     sequence_ids.describe() if keyed is None else keyed.describe(),
+                     guard.describe(), self.signature.describe())
+            health = None
+            if options.health_check_enabled:
+                health = HealthCheck(options, guard.breaker, metrics,
+                                     f"{self.model.name}-{subtask.index}").start()
+        except BaseException:
+            sequence_ids.close()
+            raise
+        return InstanceContext(self.model, options, self.results, bound, sequence_ids, guard,
+                               health, keyed)
+
+
+def served_model(options: TritonOptions, transport: Transport,
+                 model: ModelRef) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's metadata and config from the server, fetched under the retry policy of
+    the records: a job that starts while Triton (re)starts waits for it as records would."""
+    def fetch(timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        metadata = transport.model_metadata(model, timeout)
+        return metadata, transport.model_config(model, max(deadline - time.monotonic(), 0.001))
+
+    return call_with_retries(RetryPolicy.from_options(options), fetch,
+                             f"fetching the metadata and config of model {model}",
+                             options.endpoint, model)
