@@ -108,6 +108,11 @@ class ResultPolicy:
             return self._row([*values, False, str(error)])
         return self._row(values) if self.row_output else values[0]
 
+    def of_fields(self, fields: Sequence[Any]) -> Any:
+        """A record's result from all its result fields (the outputs, then ok and error with
+        'error-fields'), as the vectorized mode gives them per field."""
+        return fields[0] if self.field_names is None else self._row(fields)
+
     def failed_values(self) -> list[Any]:
         """The output values of a failed record: the 'default-value', or NULLs."""
         if self.default is None:

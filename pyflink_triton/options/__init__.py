@@ -19,8 +19,7 @@ The names the rest of the package uses are re-exported here.
 from .modes import Mode
 from .provider import PROVIDER, PROVIDER_SPELLING, is_provider_misspelled
 from .reference import reference_markdown
-from .sequence_ids import MAX_SEQUENCE_ID_BYTES
-from .spec import OptionSpec, option_specs
+from .spec import option_specs
 from .triton_options import TritonOptions
 from .values import (
     format_duration,
@@ -32,11 +31,9 @@ from .values import (
 )
 
 __all__ = [
-    "MAX_SEQUENCE_ID_BYTES",
     "PROVIDER",
     "PROVIDER_SPELLING",
     "Mode",
-    "OptionSpec",
     "TritonOptions",
     "format_duration",
     "is_provider_misspelled",

@@ -18,8 +18,12 @@ from functools import cached_property
 from typing import Any
 
 from ..errors import TritonConfigError
-from ..options import MAX_SEQUENCE_ID_BYTES, TritonOptions, format_duration
-from ..options.sequence_ids import KEYED_INCARNATION_HEX, KEYED_NUMBER_DIGITS
+from ..options import TritonOptions, format_duration
+from ..options.sequence_ids import (
+    KEYED_INCARNATION_HEX,
+    KEYED_NUMBER_DIGITS,
+    MAX_SEQUENCE_ID_BYTES,
+)
 from .sequence import SequenceParams
 
 # What Triton uses when a model's sequence_batching sets no max_sequence_idle_microseconds.

@@ -156,7 +156,7 @@ class LiveSequences:
             self._fixed.discard(key)
 
 
-# The registry of this process, used by every function instance (``inference``).
+# The registry of this process, used by every function instance (``sessions.function``).
 LIVE_SEQUENCES = LiveSequences()
 
 

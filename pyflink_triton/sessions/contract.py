@@ -17,7 +17,8 @@ keyed         state, key, values, end, now (ms)    such records -> their (result
               -> (result, the key's new state)
 ============  ===================================  ============================================
 
-A new mode is one subclass and one entry in ``function.SESSIONS``.
+A new mode is one subclass and one entry in ``function.SESSIONS`` (and, where users pick it,
+its name in ``options.modes`` and an adapter in ``flink``: docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ class InferenceSession(ABC, Generic[One, Result, Many, Results]):
         """Called by ``TritonInference.open`` once the served model is checked."""
         self.context = context
         self._transport = transport
-        self.sequence_ids = context.sequence_ids
 
     @abstractmethod
     def infer(self, *record: One.args, **named: One.kwargs) -> Result:

@@ -3,10 +3,11 @@
 :class:`TritonInference` is the picklable description of a model function (validated options
 plus the column signature, and the mode it was created for); PyFlink ships it with the job.
 Each parallel function instance calls :meth:`TritonInference.open` in Flink's open(), with its
-:class:`Subtask`: open() connects, checks the signature against the model the server serves
-(fetched anew every time: it may have changed since registration), starts the instance's
-sequence IDs, guard and health check (its :class:`~.context.InstanceContext`) and hands them to
-the mode's session class from :data:`SESSIONS`. The sessions' contract is ``contract``.
+subtask index, attempt, metric group and parallelism (a :class:`Subtask`). open() connects,
+checks the signature against the model the server serves (fetched anew every time: it may
+have changed since registration), starts the instance's sequence IDs, guard and health check
+(its :class:`~.context.InstanceContext`) and hands them to the mode's session class from
+:data:`SESSIONS`. The sessions' contract is ``contract``.
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ which the records of these modes do not pay.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 from ..errors import TritonRequestError
+from ..wire.loops import gather_or_cancel
 from ..wire.request import AsyncTransport, Transport
 from .contract import InferenceSession
 
@@ -68,8 +68,9 @@ class AsyncInferenceSession(InferenceSession[[Sequence[Any]], Awaitable[Any],
             return context.failed_result(error)
 
     async def infer_many(self, records: Iterable[Sequence[Any]]) -> list[Any]:
-        # (gather starts the records in their order: they draw their IDs in that order)
-        return list(await asyncio.gather(*(self.infer(values) for values in records)))
+        # (started in their order, so they draw their IDs in that order; one that fails for
+        # good, without a fallback, cancels the others)
+        return await gather_or_cancel(self.infer(values) for values in records)
 
     def stop(self) -> None:
         """What close() does that needs no event loop (PyFlink stops its loop first)."""

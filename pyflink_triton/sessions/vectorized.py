@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pyflink.common import Row
 
 from ..errors import TritonRequestError
+from ..wire.loops import gather_or_cancel
 from ..wire.request import AsyncTransport, InferRequest
 from . import batches
 from .batches import Answered, Chunk, ColumnBatch
@@ -57,13 +57,10 @@ class BatchInferenceSession(InferenceSession[[Sequence[Any]], Any, ColumnBatch,
             raise context.arity_error(len(values))
         if context.skip_nulls and any(value is None for value in values):
             return None
-        fields = [field[0] for field in self.infer_many(ColumnBatch.of_rows([values]))]
-        names = context.results.field_names
-        if names is None:
-            return fields[0]
-        row = Row(*fields)
-        row.set_field_names(names)
-        return row
+        # (numpy values of a batch as the plain Python values the other modes return)
+        return context.results.of_fields([
+            field[0].tolist() if isinstance(field[0], np.ndarray | np.generic) else field[0]
+            for field in self.infer_many(ColumnBatch.of_rows([values]))])
 
     def infer_many(self, batch: ColumnBatch) -> list[Sequence[Any]]:
         """One sequence per result field (the outputs, then ok and error with
@@ -104,18 +101,9 @@ class BatchInferenceSession(InferenceSession[[Sequence[Any]], Any, ColumnBatch,
 
     async def _send_all(self, columns: Sequence[Sequence[Any]], chunks: list[Chunk]
                         ) -> list[Answered | TritonRequestError]:
-        # (the transport lets 'max-concurrent-requests' of them in flight at a time)
-        tasks = [asyncio.ensure_future(self._send(columns, chunk)) for chunk in chunks]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            # One failed for good (no fallback): the others must not run on into the loop's
-            # next run or its close, holding their connections. (asyncio.TaskGroup, 3.11+)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
-            raise
+        # (the transport lets 'max-concurrent-requests' of them in flight at a time; one that
+        # fails for good, without a fallback, cancels the others)
+        return await gather_or_cancel(self._send(columns, chunk) for chunk in chunks)
 
     async def _send(self, columns: Sequence[Sequence[Any]], chunk: Chunk
                     ) -> Answered | TritonRequestError:

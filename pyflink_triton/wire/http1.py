@@ -190,6 +190,7 @@ def chunk_size(line: bytes) -> int:
 # --- the I/O: read what the parser needs ----------------------------------------------------
 
 _CLOSED = "the server closed the connection"
+_BODY_STEP = 16 * 1024 * 1024  # bytes of a body allocated ahead of their arrival, at most
 
 
 class Connection:
@@ -265,16 +266,20 @@ class Connection:
             del buffer[:length]
             return data
         # The rest is read straight into the body (one copy from the kernel), not through the
-        # buffer. Never past the body: the next response's bytes stay in the socket.
-        body = bytearray(length)
+        # buffer. Never past the body: the next response's bytes stay in the socket. The body
+        # grows by at most _BODY_STEP ahead of what arrived: a bogus Content-Length must not
+        # take the worker's memory before any byte of it comes.
+        body = bytearray(min(length, have + _BODY_STEP))
         body[:have] = buffer
         buffer.clear()
-        with memoryview(body) as view:
-            while have < length:
+        while have < length:
+            if have == len(body):
+                body += bytes(min(length - have, _BODY_STEP))
+            with memoryview(body) as view:
                 received = self.sock.recv_into(view[have:])
-                if not received:
-                    raise ConnectionResetError(_CLOSED)
-                have += received
+            if not received:
+                raise ConnectionResetError(_CLOSED)
+            have += received
         return bytes(body)
 
     def _read_to_end(self) -> bytes:

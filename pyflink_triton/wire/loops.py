@@ -1,10 +1,11 @@
-"""What the asyncio transports need of the event loop: a deadline per request, and resources
-(connections, a gRPC channel) that belong to the loop that made them."""
+"""What asyncio callers need of the event loop: a deadline per request, requests gathered so
+that one failure stops the rest, and resources (connections, a gRPC channel) that belong to
+the loop that made them."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -19,6 +20,22 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
         return await asyncio.wait_for(awaitable, seconds)
     async with timeout(seconds):
         return await awaitable
+
+
+async def gather_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """The results of ``awaitables``, run concurrently and started in their order. When one
+    raises, the others are cancelled (and waited for) before the error goes on: they must not
+    run on into the loop's next run or its close, holding their connections. (What
+    ``asyncio.TaskGroup`` does on 3.11+.)"""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        raise
 
 
 class LoopState(Generic[R]):

@@ -1,5 +1,5 @@
-"""Unit tests of pyflink_triton.codecs.columns: Flink types and values <-> Triton datatypes
-and tensors.
+"""Unit tests of pyflink_triton.codecs.columns and .tensors: Flink types and values <-> Triton
+datatypes and tensors.
 
 Encoded tensors are checked as the server reads them: :func:`serve_identity` passes them
 through tritonclient's own request serialisation, echoes each input back the way Triton

@@ -190,3 +190,45 @@ def test_a_chunked_body_cut_short_is_never_a_shorter_answer(rest, error):
     with pytest.raises(error):
         asyncio.run(exchange_async(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + rest, close=True))
+
+
+def test_a_body_larger_than_one_allocation_step_is_read_whole():
+    body = bytes(range(256)) * (3 * http1._BODY_STEP // 256 + 7)  # over three steps
+    sock, thread = serve(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    response = connection_over(sock).exchange(b"GET / HTTP/1.1\r\n\r\n")
+    thread.join()
+    assert response.body == body
+
+
+def test_a_bogus_content_length_is_a_cut_body_not_an_allocation_of_it():
+    # (a terabyte announced, five bytes sent: the connection fails as a cut body does, having
+    # allocated one step)
+    sock, thread = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\nhello",
+                         close=True)
+    with pytest.raises(ConnectionResetError):
+        connection_over(sock).exchange(b"GET / HTTP/1.1\r\n\r\n")
+    thread.join()
+
+
+@pytest.mark.parametrize("answer, body", [
+    (b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n", b""),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n", b"hello"),
+])
+def test_the_async_connection_frames_bodies_as_the_blocking_one(answer, body):
+    sock, thread = serve(answer, close=True)
+    blocking = connection_over(sock).exchange(b"GET / HTTP/1.1\r\n\r\n").body
+    thread.join()
+    assert blocking == asyncio.run(exchange_async(answer, close=True)).body == body
+
+
+def test_the_async_connection_refuses_an_overlong_chunk_size_line_as_the_blocking_one():
+    answer = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+              + b"0" * (http1.MAX_HEAD + 10) + b"\r\n")
+    # (a ProtocolError either way: not a bare ValueError, which would not be retried)
+    sock, thread = serve(answer, close=True)
+    with pytest.raises(http1.ProtocolError):
+        connection_over(sock).exchange(b"GET / HTTP/1.1\r\n\r\n")
+    thread.join()
+    with pytest.raises(http1.ProtocolError):
+        asyncio.run(exchange_async(answer, close=True))
