@@ -73,15 +73,6 @@ class _KServeGrpc:
     def _client_args(self) -> dict[str, Any]:
         return {"url": self.endpoint.address, "channel_args": _CHANNEL_ARGS, **self._tls_args}
 
-    def _model_args(self, model: ModelRef, timeout: float | None) -> dict[str, Any]:
-        """Arguments of the model metadata and config calls, as JSON."""
-        return {"model_name": model.name, "model_version": model.version or "",
-                "headers": self._headers, "as_json": True,
-                "client_timeout": timeout or self._timeout}
-
-    def _health_args(self) -> dict[str, Any]:
-        return {"headers": self._headers, "client_timeout": self._timeout}
-
     def _infer_args(self, request: InferRequest) -> dict[str, Any]:
         outputs = self._requested.get(request.outputs) or self._requested.setdefault(
             request.outputs, [grpcclient.InferRequestedOutput(n) for n in request.outputs])
@@ -130,6 +121,15 @@ class GrpcTransport(_KServeGrpc):
                  tls_args: Mapping[str, Any] | None = None) -> None:
         super().__init__(endpoint, timeout, dict(headers), compression, tls_args)
         self._client = grpcclient.InferenceServerClient(**self._client_args())
+
+    def _model_args(self, model: ModelRef, timeout: float | None) -> dict[str, Any]:
+        """Arguments of the model metadata and config calls, as JSON."""
+        return {"model_name": model.name, "model_version": model.version or "",
+                "headers": self._headers, "as_json": True,
+                "client_timeout": timeout or self._timeout}
+
+    def _health_args(self) -> dict[str, Any]:
+        return {"headers": self._headers, "client_timeout": self._timeout}
 
     def model_metadata(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
         try:

@@ -96,15 +96,6 @@ class _KServeHttp:
             reason = e.message() if isinstance(e, InferenceServerException) else str(e)
             raise unreadable_response(self.endpoint, model, reason, status) from None
 
-    def _json(self, model: ModelRef, response: http1.Response) -> dict[str, Any]:
-        """The body of a model metadata or config response."""
-        if response.status != 200:
-            raise self._server_error(model, response.status, response.body)
-        try:
-            return json.loads(response.body)
-        except ValueError as e:
-            raise unreadable_response(self.endpoint, model, str(e), response.status) from None
-
     def _server_error(self, model: ModelRef, status: int, data: bytes) -> Exception:
         try:
             detail = json.loads(data).get("error") or data.decode(errors="replace")
@@ -152,6 +143,15 @@ class HttpTransport(_KServeHttp):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    def _json(self, model: ModelRef, response: http1.Response) -> dict[str, Any]:
+        """The body of a model metadata or config response."""
+        if response.status != 200:
+            raise self._server_error(model, response.status, response.body)
+        try:
+            return json.loads(response.body)
+        except ValueError as e:
+            raise unreadable_response(self.endpoint, model, str(e), response.status) from None
 
     def _connect(self, timeout: float) -> http1.Connection:
         """The keep-alive connection; a new one connects within ``timeout``."""
