@@ -49,6 +49,11 @@ class TritonTlsError(TritonRequestError):
     help. (nginx checks client certificates after the handshake and answers HTTP 400.)"""
 
 
+# Triton's answer (HTTP 503, gRPC UNAVAILABLE) to a START that waited in the backlog for a free
+# sequence slot for longer than its 'timeout' request parameter.
+SEQUENCE_BACKLOG_EXPIRED = "timeout of the corresponding sequence has been expired"
+
+
 class TritonServerError(TritonRequestError):
     """The server answered with an error status: an HTTP status code, or a gRPC status name
     such as ``'UNAVAILABLE'``."""
@@ -63,6 +68,8 @@ class TritonServerError(TritonRequestError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
+        if SEQUENCE_BACKLOG_EXPIRED in str(self):  # (sending again would wait again)
+            return False
         if isinstance(self.status, int):
             return self.status >= 500
         return self.status in self.RETRYABLE_GRPC_STATUSES

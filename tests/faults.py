@@ -4,7 +4,8 @@
 every request they receive (``read_request_log``, ``FaultRepository.records``): ``echo_log``
 (stateless) and ``echo_log_seq`` (sequence batching, string or uint64 correlation IDs) answer
 ``Y = X + 1``; ``running_total`` (sequence batching, 256 open sequences) answers the running sum
-of X per correlation ID (tests/fault_models/running_total.py). Serve it with
+of X per correlation ID (tests/fault_models/running_total.py); with ``slot_models``, also
+``running_total_2slots`` (2 sequence slots) and ``running_total_4instances``. Serve it with
 ``LocalTritonServer``, whose ``kill()`` crashes the server and ``start()`` restarts it on the
 same ports.
 
@@ -32,6 +33,15 @@ FAULT_MODELS = Path(__file__).resolve().parent / "fault_models"
 ECHO_LOG = "echo_log"
 ECHO_LOG_SEQ = "echo_log_seq"
 RUNNING_TOTAL = "running_total"
+# running_total with exactly 2 sequence slots (Direct, 2 instances, max_batch_size 0): a third
+# sequence started while two are open waits in Triton's backlog.
+RUNNING_TOTAL_2SLOTS = "running_total_2slots"
+# running_total on 4 instances (Oldest, 64 candidates each: 256 slots). A Python-backend
+# instance runs one request at a time, so requests of different sequences overlap only on
+# different instances: measured with a 0.2 s delay, 4 concurrent sequences reach running_total
+# 0.2 s apart, and running_total_4instances within 10 ms (Oldest spreads new sequences over
+# the instances).
+RUNNING_TOTAL_4INSTANCES = "running_total_4instances"
 # The custom request parameter that marks a request to running_total as a flush (not counted).
 SEQUENCE_FLUSH = "sequence_flush"
 
@@ -59,10 +69,10 @@ _SEQUENCE_BATCHING = """sequence_batching {
 _RUNNING_TOTAL = """max_batch_size: 0
 input [ { name: "X" data_type: TYPE_INT64 dims: [ 1 ] } ]
 output [ { name: "TOTAL" data_type: TYPE_INT64 dims: [ 1 ] } ]
-instance_group [ { count: 1 kind: KIND_CPU } ]
+instance_group [ { count: %(instances)d kind: KIND_CPU } ]
 sequence_batching {
-  max_sequence_idle_microseconds: %d
-  oldest { max_candidate_sequences: 256 }
+  max_sequence_idle_microseconds: %(idle)d
+  %(strategy)s
   control_input [
     { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
     { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },
@@ -120,16 +130,27 @@ class FaultRepository:
 
 
 def make_fault_repository(directory: str | os.PathLike[str],
-                          running_total_max_idle: float = 5.0) -> FaultRepository:
+                          running_total_max_idle: float = 5.0, *,
+                          slot_models: bool = False) -> FaultRepository:
     """Write ``echo_log``, ``echo_log_seq`` and ``running_total`` under ``directory/models``;
     their request logs and the delay file go next to it, in ``directory``.
     ``running_total_max_idle``: the seconds after which Triton ends (reaps) a running_total
-    sequence that received no request; the model is not told, so its state for the ID stays."""
+    sequence that received no request; the model is not told, so its state for the ID stays.
+    ``slot_models``: also ``running_total_2slots`` and ``running_total_4instances`` (the same
+    model, other sequence slots and instances). Only on request: each Python-backend instance
+    adds ~1 s to the server's stop (measured: 2 s without them, 5 s with them)."""
     repository = FaultRepository(Path(directory).resolve() / "models")
-    running_total = _RUNNING_TOTAL % round(running_total_max_idle * 1_000_000)
+    idle = round(running_total_max_idle * 1_000_000)
+    variants = ((RUNNING_TOTAL, 1, "oldest { max_candidate_sequences: 256 }"),
+                (RUNNING_TOTAL_2SLOTS, 2, "direct { }"),
+                (RUNNING_TOTAL_4INSTANCES, 4, "oldest { max_candidate_sequences: 64 }"))
+    running_totals = {
+        name: _RUNNING_TOTAL % {"instances": instances, "idle": idle, "strategy": strategy}
+        for name, instances, strategy in variants[:None if slot_models else 1]}
     for model, source, config in ((ECHO_LOG, "echo_log.py", _TENSORS),
                                   (ECHO_LOG_SEQ, "echo_log.py", _TENSORS + _SEQUENCE_BATCHING),
-                                  (RUNNING_TOTAL, "running_total.py", running_total)):
+                                  *((name, "running_total.py", config)
+                                    for name, config in running_totals.items())):
         version = repository.path / model / "1"
         version.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(FAULT_MODELS / source, version / "model.py")

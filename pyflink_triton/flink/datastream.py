@@ -56,8 +56,12 @@ from ..options import Mode, TritonOptions
 from ..policies.keyed import KeySequence
 from ..sessions.function import TritonInference
 from ..sessions.keyed import KeyedInferenceSession
+from ..sessions.keyed_flight import KeysInFlight
 from ..sessions.per_record import AsyncInferenceSession
+from . import _keyed_bundles
 from .table import TritonVectorizedFunction, open_for
+
+_keyed_bundles.install()  # (in each Python worker, when it unpickles a function)
 
 _PRIMITIVE_TYPE_INFO = {
     BooleanType: Types.BOOLEAN, TinyIntType: Types.BYTE, SmallIntType: Types.SHORT,
@@ -211,8 +215,12 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
     With :func:`keyed_sequence_map`, an element that is a ``Row`` with field names comes out as
     that Row with the result field(s) appended (like Flink's ML_PREDICT); any other element as
     the result alone.
-    Requests are blocking, one at a time per subtask: a sequence's requests must arrive in
-    order anyway.
+    Each key's requests go one at a time, in order, as a sequence needs; different keys'
+    go together, up to 'max-concurrent-requests' per subtask, so that Triton's sequence
+    batcher can batch them: the records of one PyFlink input chunk are sent together and
+    their results come out when the chunk ends, in input order. Each subtask holds at most
+    its budget of sequences open ('sequence-slots'; by default its share of the model's
+    slots), ENDing the least recently used one before it starts another.
     """
 
     MODE = "keyed"
@@ -258,25 +266,72 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
         return bound, Types.ROW_NAMED([*names, *self._result_names],
                                       [*element_type.get_field_types(), *results])
 
+    _in_flight: KeysInFlight | None = None  # keys in flight together (bundled())
+
     def open(self, runtime_context: RuntimeContext) -> None:
         self._state = runtime_context.get_state(self._STATE)
         super().open(runtime_context)
+        if self.inference.options.max_concurrent_requests > 1:
+            _keyed_bundles.ask_for_bundles(self)
+
+    def bundled(self, keyed_state_backend: Any) -> None:
+        """PyFlink's operation hands this function whole input chunks: send the records of
+        different keys together, and emit the results when :meth:`drain` is called."""
+        assert self._session is not None
+        self._in_flight = KeysInFlight(self._session,
+                                       self.inference.options.max_concurrent_requests)
+        self._backend = keyed_state_backend
+        self._state_keys: dict[Any, Any] = {}  # each key of the chunk, as the backend has it
+        self._timers: Any = None
+
+    @property
+    def pending(self) -> int:
+        return 0 if self._in_flight is None else self._in_flight.pending
 
     def process_element(self, value: Any,
                         ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         assert self._session is not None, "process_element() before open()"
         timers = ctx.timer_service()
-        before: KeySequence | None = self._state.value()
-        result, after = self._session.infer(
-            before, ctx.get_current_key(), self._arguments(value), self._ends(value),
-            timers.current_processing_time())
+        key, before = ctx.get_current_key(), self._state.value()
+        arguments, ends = self._arguments(value), self._ends(value)
+        now_ms = timers.current_processing_time()
+        if self._in_flight is not None:
+            self._timers = timers
+            self._state_keys[key] = self._backend.get_current_key()
+            emitted = value.as_dict() if self._appends_results else None  # (a copy)
+            self._in_flight.submit((ctx.timestamp(), timers.current_watermark(), emitted),
+                                   key, before, arguments, ends, now_ms)
+            return
+        result, after = self._session.infer(before, key, arguments, ends, now_ms)
         self._store(before, after, timers)
-        if self._appends_results:
-            fields = result.as_dict() if len(self._result_names) > 1 else {
-                self._result_names[0]: result}
-            yield Row(**value.as_dict(), **fields)
-        else:
-            yield result
+        yield self._emitted(value.as_dict() if self._appends_results else None, result)
+
+    def drain(self) -> list[tuple[int, Any, Any]]:
+        """Wait for the records submitted since the last drain; store their keys' states (and
+        idle timers) and return their (timestamp, watermark, output), in input order."""
+        assert self._in_flight is not None
+        drained = self._in_flight.drain()
+        for key, after in drained.after.items():
+            self._backend.set_current_key(self._state_keys[key])
+            self._store(drained.before[key], after, self._timers)
+        self._state_keys.clear()
+        return [(timestamp, watermark, self._emitted(element, result))
+                for (timestamp, watermark, element), result in drained.results]
+
+    def _emitted(self, element: dict[str, Any] | None, result: Any) -> Any:
+        """What the function emits for an element (its fields, if it appends results to
+        them) and its result."""
+        if element is None:
+            return result
+        fields = result.as_dict() if len(self._result_names) > 1 else {
+            self._result_names[0]: result}
+        return Row(**element, **fields)
+
+    def close(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.close()
+            self._in_flight = None
+        super().close()
 
     def on_timer(self, timestamp: int,
                  ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:

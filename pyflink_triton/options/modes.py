@@ -25,10 +25,11 @@ _MODE_NAMES: dict[Mode, str] = {
 # nothing while seeming to, so it is refused. (What each mode can keep of a sequence's order,
 # which depends on the values, is checked by _check_sequence_fits_mode.)
 MODE_ONLY_OPTIONS: dict[str, tuple[Mode, ...]] = {
-    "max-concurrent-requests": ("async", "vectorized"),
+    "max-concurrent-requests": ("async", "vectorized", "keyed"),
     "batch-size": ("vectorized",),
     "sequence-idle-timeout": ("keyed",),
     "sequence-replay-records": ("keyed",),
+    "sequence-slots": ("keyed",),
 }
 _KEYED_ONLY_OPTIONS = tuple(k for k, modes in MODE_ONLY_OPTIONS.items() if modes == ("keyed",))
 
@@ -80,8 +81,9 @@ def check_sequence_scope(options: OptionValues, keyed: bool) -> None:
     check_keyed_sequence(options)
     if options.mode not in (None, "sync"):
         raise TritonConfigError(
-            f"'mode' = '{options.mode}' does not apply to keyed sequences: each subtask sends "
-            "its keys' requests one at a time, in order, as a sequence needs. Remove it.")
+            f"'mode' = '{options.mode}' does not apply to keyed sequences: each key's "
+            "requests go one at a time, in order, as a sequence needs (different keys' go "
+            "together, up to 'max-concurrent-requests'). Remove it.")
 
 
 def _check_sequence_fits_mode(options: OptionValues, mode: Mode) -> None:

@@ -137,6 +137,15 @@ class OptionValues:
         "or may have reached the model, or a sequence Triton reaped or lost in a restart), "
         "send them into the new sequence first (outputs discarded), so a model with bounded "
         "memory resumes in an equivalent state. 0: such a sequence starts from scratch.", 0)
+    sequence_slots: int | None = _option(
+        "sequence-slots", parse_positive_int, "a positive integer, or unset",
+        "Keyed sequences only: how many sequences each subtask holds open at most (its slot "
+        "budget). A key that needs a new sequence when the budget is full first ENDs the "
+        "least recently used one (an END flagged like the idle END); that key, when it "
+        "returns, starts a new sequence warmed up with 'sequence-replay-records'. Unset: the "
+        "model's sequence slots (Direct: instances x max(1, max_batch_size); Oldest: "
+        "instances x max_candidate_sequences) divided by the parallelism. Set it lower when "
+        "other jobs share the model.")
     priority: int | None = _option(
         "priority", parse_int_between(0, 2**64 - 1),
         "an integer from 0 to 2^64-1 (an unsigned 64-bit integer on the wire)",
@@ -258,10 +267,12 @@ class OptionValues:
         "max-concurrent-requests", parse_int_between(1, MAX_CONCURRENT_REQUESTS),
         f"an integer from 1 to {MAX_CONCURRENT_REQUESTS}",
         "Requests in flight per parallel subtask in the 'async' and 'vectorized' modes; also "
-        "the size of the connection pool. For 'async', create_model and CREATE MODEL set "
-        "PyFlink's table.exec.async-scalar.max-concurrent-operations to it (and its timeout "
-        "to 0, off: each row's request is bounded by 'timeout' instead, without PyFlink's "
-        "timer thread per row).", 16)
+        "the size of the connection pool. Keyed sequences: keys with a request in flight per "
+        "subtask (each key's requests stay one at a time, in order). For 'async', "
+        "create_model and CREATE MODEL set PyFlink's "
+        "table.exec.async-scalar.max-concurrent-operations to it (and its timeout to 0, off: "
+        "each row's request is bounded by 'timeout' instead, without PyFlink's timer thread "
+        "per row).", 16)
     batch_size: int | None = _option(
         "batch-size", parse_positive_int, "a positive integer, or unset",
         "Rows per request in the 'vectorized' mode. Unset: the model's max_batch_size. "

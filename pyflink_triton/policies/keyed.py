@@ -25,6 +25,7 @@ from ..options.sequence_ids import (
     MAX_SEQUENCE_ID_BYTES,
 )
 from .sequence import SequenceParams
+from .slots import SlotBudget
 
 # What Triton uses when a model's sequence_batching sets no max_sequence_idle_microseconds.
 TRITON_DEFAULT_IDLE_MICROS = 1_000_000
@@ -168,25 +169,30 @@ class KeyedSequencePolicy:
     def sequence_id(self, key: Any, incarnation: str, number: int) -> str:
         return f"{self.base_id}-{key_text(key, self._key_room)}-{incarnation}-{number}"
 
-    def for_incarnation(self, incarnation: str) -> KeyedSequences:
-        return KeyedSequences(self, incarnation)
+    def for_incarnation(self, incarnation: str,
+                        budget: SlotBudget | None = None) -> KeyedSequences:
+        return KeyedSequences(self, incarnation, budget)
 
 
 class KeyedSequences:
-    """The keyed-sequence decisions of one ``open()`` (one incarnation)."""
+    """The keyed-sequence decisions of one ``open()`` (one incarnation). ``budget``: how many
+    sequences the subtask holds open at most (None: no limit)."""
 
-    def __init__(self, policy: KeyedSequencePolicy, incarnation: str) -> None:
+    def __init__(self, policy: KeyedSequencePolicy, incarnation: str,
+                 budget: SlotBudget | None = None) -> None:
         self.policy = policy
         self.incarnation = incarnation
+        self.budget = budget
         self._idle_ms = max(1, policy.idle_timeout // timedelta(milliseconds=1))
         self._reaped_ms = (None if policy.reaped_after is None
                            else policy.reaped_after // timedelta(milliseconds=1))
 
     def describe(self) -> str:
         policy = self.policy
+        budget = "" if self.budget is None else f", {self.budget.describe()}"
         return (f"keyed sequences {policy.base_id}-<key>-{self.incarnation}-<n> (incarnation "
                 f"{self.incarnation}), END after {self._idle_ms} ms idle, replaying up to "
-                f"{policy.replay_records} input(s) into a restarted sequence")
+                f"{policy.replay_records} input(s) into a restarted sequence{budget}")
 
     def continues(self, state: KeySequence | None, now_ms: int) -> bool:
         """Whether the key's next record (at processing time ``now_ms``) belongs to its open
@@ -195,9 +201,9 @@ class KeyedSequences:
         has not come yet (timers fire late under backpressure)."""
         if state is None or not state.open or state.incarnation != self.incarnation:
             return False
-        return not self._reaped(state, now_ms)
+        return not self.reaped(state, now_ms)
 
-    def _reaped(self, state: KeySequence, now_ms: int) -> bool:
+    def reaped(self, state: KeySequence, now_ms: int) -> bool:
         """Whether Triton's reaper has dropped the key's sequence by ``now_ms``. (The key's
         last activity is taken before its last request was sent, so this idle time is never
         shorter than Triton's, which starts when that request arrived.)"""
@@ -232,6 +238,12 @@ class KeyedSequences:
                                 now_ms + self._idle_ms, recent)
         return RecordPlan(tuple(sends), after)
 
+    def evicted(self, state: KeySequence) -> KeySequence:
+        """The key's state once the function ENDed its sequence to free a slot for another
+        key (the key's own state could not be changed then): the key's next record starts a
+        new sequence, warmed up with the key's last inputs as after any interruption."""
+        return replace(state, open=False, idle_timer_ms=None, interrupted=True)
+
     def without_replay(self, state: KeySequence) -> KeySequence:
         """``state`` with nothing to replay (its stored inputs no longer fit the model)."""
         return replace(state, recent=())
@@ -255,7 +267,7 @@ class KeyedSequences:
         due = state.last_activity_ms + self._idle_ms
         if now_ms < due:  # a record came after the timer was set (and it was not deleted)
             return IdlePlan(None, replace(state, idle_timer_ms=due))
-        if state.incarnation != self.incarnation or self._reaped(state, now_ms):
+        if state.incarnation != self.incarnation or self.reaped(state, now_ms):
             # Restored from before a failover: never touch the old ID (an old worker may
             # still use it; Triton reaps it). The timer measured the outage too, and the
             # source replays the key's records since the checkpoint: keep the inputs, so that

@@ -27,6 +27,7 @@ from ..options import Mode, TritonOptions
 from ..policies.keyed import KeyedSequencePolicy, new_incarnation
 from ..policies.resilience import RetryPolicy
 from ..policies.sequence import LIVE_SEQUENCES, SequencePolicy
+from ..policies.slots import SequenceSlots, SlotBudget
 from ..wire.request import ModelRef, Transport
 from .connect import connect, connect_async
 from .context import InstanceContext
@@ -150,8 +151,10 @@ class TritonInference:
         bound = self.signature.bind(self.model, metadata, config, options)
         keyed = None
         if session.sequence_per_key:
-            keyed = KeyedSequencePolicy.for_model(options, self.model.name, config
-                                                  ).for_incarnation(new_incarnation())
+            per_key = KeyedSequencePolicy.for_model(options, self.model.name, config)
+            budget = SlotBudget.for_subtask(self.model.name, SequenceSlots.of_model(config),
+                                            subtask.parallelism, options.sequence_slots)
+            keyed = per_key.for_incarnation(new_incarnation(), budget)
         # (keyed sequences draw no IDs from it: theirs hold a random incarnation)
         sequence_ids = policy.for_subtask(subtask.index, attempt=subtask.attempt,
                                           live=None if keyed else LIVE_SEQUENCES)

@@ -3,26 +3,37 @@
 The decisions (which sequence a record goes to, what to replay, when an idle key ends) are the
 pure ``policies.keyed``; this module carries them out: it sends a record's plan in order on a
 blocking transport, restarts a key's sequence once when Triton no longer holds it (or a
-request may have reached it), ends idle keys at their timers and, at close(), the sequences it
-still holds open. The key's state is the caller's (Flink keyed state): it goes in with each
-call and the new state comes back.
+request may have reached it), keeps the sequences it holds open within the subtask's slot
+budget (ENDing the least recently used one before a START that would exceed it), ends idle
+keys at their timers and, at close(), the sequences it still holds open. The key's state is
+the caller's (Flink keyed state): it goes in with each call and the new state comes back.
+
+Records of different keys may be sent from several threads at once (``keyed_flight``), each
+key's from one thread at a time: the registry of open sequences and the counters are locked,
+and each thread sends on its own connection.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
-from ..errors import TritonCircuitOpenError, TritonRequestError
+from ..errors import SEQUENCE_BACKLOG_EXPIRED, TritonCircuitOpenError, TritonRequestError
+from ..options import format_duration
 from ..policies.keyed import Inputs, KeySequence, RecordPlan, Send
+from ..policies.slots import OpenSequences
 from ..wire.failures import unknown_sequence
 from ..wire.request import InferRequest, InferResponse, Transport
+from .connect import connect
 from .context import InstanceContext, Throttled
 from .contract import InferenceSession
 
 log = logging.getLogger(__name__)
+
 
 class _StaleReplay(Exception):
     """An input kept in a key's state no longer encodes for the served model."""
@@ -37,12 +48,19 @@ CLOSE_SECONDS = 10.0
 # The one attempt at ending a sequence abandoned after a request that may have reached it.
 ABANDONED_END_SECONDS = 2.0
 
-# The request parameters of a keyed sequence's requests that no record asked for. An idle END
-# repeats the key's last input only because a request needs inputs: a model should end the
-# sequence without using it. A replayed input warms up a restarted sequence: a model uses it
-# as any input, but may skip side effects (its answer is dropped).
+# The request parameters of a keyed sequence's requests that no record asked for. An idle or
+# eviction END repeats the key's last input only because a request needs inputs: a model
+# should end the sequence without using it. A replayed input warms up a restarted sequence: a
+# model uses it as any input, but may skip side effects (its answer is dropped).
 FLUSH_PARAMETER = "sequence_flush"
 REPLAY_PARAMETER = "sequence_replay"
+# Triton's own request parameter: a request not scheduled within this many microseconds fails
+# (HTTP 503). Every START carries it, so that none waits silently in Triton's backlog for a
+# sequence slot that someone else holds.
+TRITON_TIMEOUT_PARAMETER = "timeout"
+# A WARNING when a subtask evicts as many sequences as its budget within this many seconds.
+EVICTION_WARNING_SECONDS = 60.0
+_NO_BUDGET = 2**31
 
 
 KeyedRecord = tuple[KeySequence | None, Any, Sequence[Any], bool, int]  # infer()'s arguments
@@ -51,33 +69,59 @@ Keyed = tuple[Any, KeySequence | None]  # a record's result and its key's new st
 
 class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[Any], bool, int],
                                              Keyed, Iterable[KeyedRecord], list[Keyed]]):
-    """Blocking requests in each key's own long-lived sequence (not thread-safe).
+    """Blocking requests in each key's own long-lived sequence.
 
     The caller keeps each key's :class:`KeySequence` (Flink keyed state) and passes it in;
     every call returns the state to store. Decisions come from :class:`KeyedSequences`.
-    The session also remembers which keys it holds a sequence open for, because
-    :meth:`close` ends them: when the input ends, Flink drops pending processing-time timers,
-    so idle ENDs would never come.
+    The session keeps the sequences it holds open (:class:`OpenSequences`): it ENDs the least
+    recently used one when a START would exceed the subtask's budget, and :meth:`close` ends
+    them all (when the input ends, Flink drops pending processing-time timers, so idle ENDs
+    would never come). Thread-safe for different keys; one key's records one at a time.
     """
 
     mode = "keyed"
     blocking = True
     sequence_per_key = True
-    _transport: Transport
 
     def __init__(self, context: InstanceContext, transport: Transport) -> None:
         super().__init__(context, transport)
         assert context.keyed is not None  # (open() draws it for a sequence_per_key mode)
         self.sequences = context.keyed
-        self.started = self.restarted = self.replayed = self.idle_ends = 0
-        self._open: dict[str | int, tuple[Any, KeySequence]] = {}  # by sequence ID
+        policy, budget = self.sequences.policy, self.sequences.budget
+        self.budget = budget.per_subtask if budget is not None else _NO_BUDGET
+        assert policy.reaped_after is not None  # (for_model always knows it)
+        self._open = OpenSequences(self.budget, policy.reaped_after // timedelta(milliseconds=1))
+        self._lock = threading.Condition()  # guards _open, the counters and _transports
+        # A START waits at most this long in Triton's backlog for a slot someone else holds:
+        # the idle timeout, so clearly before Triton's reaper, which would drop the holders
+        # untold (this subtask's own too: they wait for the START's chunk to be answered),
+        # and within the request's own timeout, so that Triton's answer comes first.
+        self._start_wait = min(policy.idle_timeout, context.options.timeout * 0.8)
+        self.started = self.restarted = self.replayed = self.idle_ends = self.evictions = 0
+        self._eviction_window = (time.monotonic(), 0)  # (since, evictions since)
         self._restarts = Throttled()
+        self._local = threading.local()  # each thread's own connection
+        self._local.transport = transport
+        self._transports = [transport]
         metrics = context.guard.metrics
         for name, value in (("sequencesStarted", lambda: self.started),
                             ("sequencesRestarted", lambda: self.restarted),
                             ("replayedInputs", lambda: self.replayed),
-                            ("idleEnds", lambda: self.idle_ends)):
+                            ("idleEnds", lambda: self.idle_ends),
+                            ("sequenceEvictions", lambda: self.evictions),
+                            ("openSequences", lambda: len(self._open)),
+                            ("sequenceSlotBudget", lambda: self.budget)):
             metrics.gauge(name, value)
+
+    @property
+    def transport(self) -> Transport:
+        """This thread's connection (a blocking transport is not thread-safe)."""
+        transport = getattr(self._local, "transport", None)
+        if transport is None:
+            transport = self._local.transport = connect(self.context.options)
+            with self._lock:
+                self._transports.append(transport)
+        return transport
 
     def infer(self, state: KeySequence | None, key: Any, values: Sequence[Any], end: bool,
               now_ms: int) -> Keyed:
@@ -92,18 +136,23 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
         values = tuple(values)
         restarts_left = 1
         while True:
+            state = self._unless_evicted(key, state, now_ms)
             try:  # all encoded first: a record that cannot be sent leaves the sequence as it was
                 plan, requests = self._plan(state, key, values, end, now_ms)
             except TritonRequestError as error:
                 return context.failed_result(error), state
+            if not self._hold(key, state, plan):
+                continue  # (evicted by another key's record since: plan it again)
             self._count(state, plan)
             try:
                 response = self._send(requests)
                 result = context.result(response)
             except TritonRequestError as error:
+                self._let_go(plan.sequence_id)
                 abandoned = self.sequences.failed(state, plan)
-                self._open.pop(plan.sequence_id, None)
                 cause = error.last_attempt or error
+                if SEQUENCE_BACKLOG_EXPIRED in str(cause):
+                    error = self._no_slot_error(plan, error)
                 if cause.maybe_delivered and cause.retryable:
                     self._end_abandoned(plan)  # (Triton may hold it open: free its slot)
                 if restarts_left and (unknown_sequence(cause) or (
@@ -116,7 +165,7 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
                             "key's next record starts a new one.", plan.sequence_id,
                             context.model)
                 return context.failed_result(error), abandoned
-            self._track(key, state, plan)
+            self._answered(key, plan)
             return result, plan.state
 
     def infer_many(self, records: Iterable[KeyedRecord]) -> list[Keyed]:
@@ -146,26 +195,125 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
             plan = sequences.record(sequences.without_replay(state), key, values, end, now_ms)
             return plan, self._requests(plan)
 
-    def _send(self, requests: Sequence[InferRequest]) -> InferResponse:
+    def _send(self, requests: Sequence[InferRequest], within: float | None = None
+              ) -> InferResponse:
         """Send a plan's requests in order; the last one's response."""
         for request in requests:
-            response = self.context.guard.send(self._transport, request,
-                                                resend_delivered=False)
+            response = self.context.guard.send(self.transport, request,
+                                               resend_delivered=False, within=within)
         return response
+
+    # --- the slot budget ----------------------------------------------------------------
+
+    def _unless_evicted(self, key: Any, state: KeySequence | None,
+                        now_ms: int) -> KeySequence | None:
+        """The key's state, told that its sequence was evicted if it was (the eviction could
+        not change the key's state: it happened during another key's record)."""
+        if state is None or not state.open or state.incarnation != self.sequences.incarnation:
+            return state
+        sequence_id = self.sequences.sequence_id_of(key, state)
+        with self._lock:
+            if not self._open.was_evicted(sequence_id, now_ms):
+                return state
+            self._open.forget_eviction(sequence_id)
+        return self.sequences.evicted(state)
+
+    def _hold(self, key: Any, before: KeySequence | None, plan: RecordPlan) -> bool:
+        """Mark the plan's sequence as having a request in flight; False if it continues a
+        sequence another key's record evicted since it was planned. A plan that starts one
+        first takes a slot of the budget: when it is full, it ENDs the least recently used
+        idle sequence, or waits while every open one has a request in flight."""
+        evicted = []
+        with self._lock:
+            if plan.continued:
+                if self._open.was_evicted(plan.sequence_id, plan.state.last_activity_ms):
+                    return False
+            else:
+                if before is not None:  # (the sequence it replaces: reaped, interrupted)
+                    self._open.release(self.sequences.sequence_id_of(key, before))
+                while not self._open.has_room():
+                    victim = self._open.least_recent_idle()
+                    if victim is None:
+                        self._lock.wait()
+                        continue
+                    sequence_id, (victim_key, victim_state) = victim
+                    self._open.evict(sequence_id, victim_state.last_activity_ms)
+                    evicted.append((victim_key, victim_state))
+                    self.evictions += 1
+            self._open.hold(plan.sequence_id, key, plan.state)
+        for victim_key, victim_state in evicted:  # (before the START: its slot is needed)
+            self._evict(victim_key, victim_state, plan.state.last_activity_ms)
+        return True
+
+    def _answered(self, key: Any, plan: RecordPlan) -> None:
+        """Keep the plan's sequence open (most recently used), or let it go if it ended."""
+        with self._lock:
+            if plan.state.open:
+                self._open.answered(plan.sequence_id, key, plan.state)
+            else:
+                self._open.release(plan.sequence_id)
+            self._lock.notify_all()
+
+    def _let_go(self, sequence_id: str) -> None:
+        with self._lock:
+            self._open.release(sequence_id)
+            self._lock.notify_all()
+
+    def _evict(self, key: Any, state: KeySequence, now_ms: int) -> None:
+        """END a sequence to free its slot for another key (unless Triton reaped it by
+        ``now_ms``, the evicting record's time: an END would meet a 400)."""
+        if not self.sequences.reaped(state, now_ms):
+            end = self.sequences.end(state, key).end
+            assert end is not None
+            self._end(end)
+        with self._lock:
+            since, count = self._eviction_window
+            now = time.monotonic()
+            if now - since >= EVICTION_WARNING_SECONDS:
+                since, count = now, 0
+            self._eviction_window = (since, count + 1)
+            if count + 1 != self.budget:
+                return
+        budget = self.sequences.budget
+        log.warning(
+            "Model %s: this subtask ended %d least recently used sequence(s) within %g s to free "
+            "slots for other keys (its budget: %s). Each evicted key that returns starts a new "
+            "sequence, replaying its last %d input(s) ('sequence-replay-records'). More keys "
+            "are live per subtask than its budget holds: give the model more sequence slots, "
+            "raise the parallelism, or set 'sequence-slots' if the model has room.",
+            self.context.model, self.budget, EVICTION_WARNING_SECONDS,
+            budget.describe() if budget is not None else "none",
+            self.sequences.policy.replay_records)
+
+    def _no_slot_error(self, plan: RecordPlan, error: TritonRequestError) -> TritonRequestError:
+        budget = self.sequences.budget
+        slots = (f"the model has {budget.slots} and this subtask's budget is "
+                 f"{budget.describe()}" if budget is not None else "no budget is set")
+        return TritonRequestError(
+            f"The START of sequence {plan.sequence_id} waited "
+            f"{format_duration(self._start_wait)} in Triton's backlog without getting a "
+            f"sequence slot of model {self.context.model}: {slots}, and every slot was held "
+            "(by another job or client of the model, or because 'sequence-slots' is above "
+            "this subtask's share). Give the model more slots (instances; max_batch_size for "
+            "Direct, max_candidate_sequences for Oldest) or lower 'sequence-slots'. Triton "
+            f"said: {error}")
+
+    # --- ENDs the function decides on ---------------------------------------------------
 
     def _end_abandoned(self, plan: RecordPlan) -> None:
         """One quick attempt at ending the sequence of a plan that failed after its request
         may have reached the model: Triton may hold it open, and a slot until it reaps it."""
         try:
-            self.context.guard.send(
-                self._transport, self._request(self.sequences.abandoned_end(plan)),
-                resend_delivered=False, within=ABANDONED_END_SECONDS)
+            self._send([self._request(self.sequences.abandoned_end(plan))],
+                       within=ABANDONED_END_SECONDS)
         except TritonRequestError as error:
             log.debug("Could not end the abandoned sequence %s of model %s: %s",
                       plan.sequence_id, self.context.model, error)
 
     def _log_restart(self, plan: RecordPlan, error: TritonRequestError) -> None:
-        if restarts := self._restarts.count():
+        with self._lock:
+            restarts = self._restarts.count()
+        if restarts:
             log.warning(
                 "Restarted %d sequence(s) of model %s as new one(s), warmed up with their "
                 "keys' last inputs ('sequence-replay-records'), since the last such message: "
@@ -176,16 +324,20 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
     def end_if_idle(self, state: KeySequence | None, key: Any,
                     now_ms: int) -> KeySequence | None:
         """At the key's idle timer: END its sequence if it is idle; returns the new state."""
+        state = self._unless_evicted(key, state, now_ms)
         plan = self.sequences.idle(state, key, now_ms)
         if plan is None:
             return state
+        if not plan.state.open:
+            assert state is not None
+            self._let_go(self.sequences.sequence_id_of(key, state))
         if plan.end is not None and self._end(plan.end):
-            self.idle_ends += 1
+            with self._lock:
+                self.idle_ends += 1
         return plan.state
 
     def _end(self, end: Send) -> bool:
         """Send an END the function decided on (no record asked for it); whether it worked."""
-        self._open.pop(end.sequence.sequence_id, None)
         try:
             self._send([self._request(end)])
             return True
@@ -195,22 +347,13 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
                         self.context.model, error)
             return False
 
-    def _track(self, key: Any, before: KeySequence | None, plan: RecordPlan) -> None:
-        """Keep the sequences open in this incarnation: the plan's, not one it replaced (a
-        sequence Triton reaped, say)."""
-        if before is not None and not plan.continued:
-            self._open.pop(self.sequences.sequence_id_of(key, before), None)
-        if plan.state.open:
-            self._open[plan.sequence_id] = (key, plan.state)
-        else:
-            self._open.pop(plan.sequence_id, None)
-
     def end_open_sequences(self, within: float = CLOSE_SECONDS) -> None:
         """END every sequence this session holds open (at the end of the input, or when the
         task is cancelled): one attempt each, all within ``within`` seconds, and none after a
         sign that the server is unwell (the others would wait as long). Triton reaps what is
         left, untold."""
-        pending, self._open = list(self._open.values()), {}
+        with self._lock:
+            pending = self._open.take_all()
         if not pending:
             return
         context = self.context
@@ -224,8 +367,7 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
             end = self.sequences.end(state, key).end
             assert end is not None
             try:
-                context.guard.send(self._transport, self._request(end),
-                                   resend_delivered=False, within=left)
+                self._send([self._request(end)], within=left)
                 ended += 1
             except TritonRequestError as error:
                 why = str(error)
@@ -237,6 +379,8 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
                 "%d of %d open sequence(s) of model %s were not ended at close (%s); Triton "
                 "ends them after the model's max_sequence_idle_microseconds without telling "
                 "the model.", len(pending) - ended, len(pending), context.model, why)
+
+    # --- requests ---------------------------------------------------------------------------
 
     def _requests(self, plan: RecordPlan) -> list[InferRequest]:
         """The plan's requests; raises :class:`_StaleReplay` if a replayed input (kept in
@@ -252,22 +396,28 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
         return requests
 
     def _request(self, send: Send) -> InferRequest:
-        parameters = ({FLUSH_PARAMETER: True} if send.flush
-                      else {REPLAY_PARAMETER: True} if send.replay else None)
-        request = self.context.request(send.values, send.sequence, parameters)
+        parameters: dict[str, bool | int] = (
+            {FLUSH_PARAMETER: True} if send.flush else {REPLAY_PARAMETER: True} if send.replay
+            else {})
+        if send.sequence.start:
+            parameters[TRITON_TIMEOUT_PARAMETER] = self._start_wait // timedelta(microseconds=1)
+        request = self.context.request(send.values, send.sequence, parameters or None)
         assert request is not None  # ('null-input' = 'skip' is refused for DataStreams)
         return request
 
     def _count(self, state: KeySequence | None, plan: RecordPlan) -> None:
         if plan.sends[0].sequence.start:
-            self.started += 1
-            self.restarted += state is not None and state.replaceable
-            self.replayed += plan.replayed
+            with self._lock:
+                self.started += 1
+                self.restarted += state is not None and state.replaceable
+                self.replayed += plan.replayed
 
     def close(self) -> None:
         try:
             self.end_open_sequences()
         finally:
             self.context.close()
-            self._transport.close()
-
+            with self._lock:
+                transports, self._transports = self._transports, []
+            for transport in transports:
+                transport.close()

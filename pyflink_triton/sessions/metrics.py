@@ -20,6 +20,7 @@ opened outside Flink) nothing is reported.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,9 +34,11 @@ class Count:
         self.value = 0
         self._reported = 0
         self._flink = flink_counter
+        self._lock = threading.Lock()  # (keyed sessions count from several threads)
 
     def inc(self, n: int = 1) -> None:
-        self.value += n
+        with self._lock:
+            self.value += n
 
     def report(self) -> None:
         value = self.value  # (the event loop may add to it meanwhile: reported next time)
@@ -72,8 +75,8 @@ class InferenceMetrics:
         self.requests, self.successes, self.failures, self.retries, self.fallbacks = (
             self.counts.values())
         self.latency_ms = Latencies(None if group is None else group.distribution("latencyMs"))
-        self.in_flight = 0  # requests being sent
-        self.gauge("inFlight", lambda: self.in_flight)
+        self.in_flight = Count(None)  # requests being sent (a gauge, not a Flink counter)
+        self.gauge("inFlight", lambda: self.in_flight.value)
 
     def gauge(self, name: str, value: Callable[[], int]) -> None:
         if self._group is not None:

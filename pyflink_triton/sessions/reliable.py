@@ -151,7 +151,7 @@ class _Run:
         now = self.guard.clock()
         timeout = self.attempts.start(now)
         self._started = now
-        self.guard.metrics.in_flight += 1
+        self.guard.metrics.in_flight.inc()
         if timeout < self.guard.policy.attempt_timeout:  # the record's time is running out
             return dataclasses.replace(self.request, timeout=timeout)
         return self.request
@@ -159,7 +159,7 @@ class _Run:
     def _attempt_done(self) -> None:
         assert self._started is not None
         metrics = self.guard.metrics
-        metrics.in_flight -= 1
+        metrics.in_flight.inc(-1)
         metrics.latency_ms.update(int((self.guard.clock() - self._started) * 1000))
         self._started = None
 

@@ -7,6 +7,7 @@ and the server's own log."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import sys
 import time
@@ -16,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from faults import ECHO_LOG_SEQ, RUNNING_TOTAL, FaultRepository
+from faults import (
+    ECHO_LOG_SEQ,
+    RUNNING_TOTAL,
+    RUNNING_TOTAL_4INSTANCES,
+    FaultRepository,
+    make_fault_repository,
+)
 from flink_cluster import FlinkCluster, committed_rows
 from sequence_checks import (
     assert_no_live_sequences,
@@ -28,7 +35,16 @@ from sequence_checks import (
 log = logging.getLogger(__name__)
 JOBS = Path(__file__).resolve().parents[1] / "cluster_jobs"
 sys.path.insert(0, str(JOBS))
+import keyed_in_flight  # noqa: E402
 from keyed_totals import ENDS_EVERY, IDLE_KEYS, KEYS, key_of  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fault_repository(tmp_path_factory) -> FaultRepository:
+    """The fault models with the slot models: RUNNING_TOTAL_4INSTANCES runs 4 requests at
+    once, so in its request log (a line on a request's arrival, before the delay) requests of
+    different keys in flight together overlap."""
+    return make_fault_repository(tmp_path_factory.mktemp("faults"), slot_models=True)
 
 
 def endpoint(server) -> str:
@@ -48,6 +64,24 @@ def kill_mid_stream(cluster: FlinkCluster, job: str, repository: FaultRepository
     cluster.wait_for_recovery(job, min_attempt=1, timeout=90)
     assert cluster.restored_checkpoint(job) is not None, "restarted from a checkpoint"
     return killed_at
+
+
+def settled_records(repository: FaultRepository, model: str, quiet: float = 1.5,
+                    timeout: float = 30.0) -> list[dict[str, Any]]:
+    """``repository.records(model)`` once no line came for ``quiet`` s. A keyed function ENDs
+    the sequences it holds open in close(), which PyFlink calls while it tears the Python
+    workers down, alongside Flink reporting the tasks, and the job, FINISHED: those ENDs
+    reached the model up to ~0.15 s after the job was FINISHED (measured, before and after
+    keys in flight together)."""
+    deadline = time.monotonic() + timeout
+    lines, since = repository.records(model), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{model} still logged requests {timeout:g} s on")
+        time.sleep(0.1)
+        if len(latest := repository.records(model)) != len(lines):
+            lines, since = latest, time.monotonic()
+    return lines
 
 
 def assert_exactly_once(output: Path, rows: int) -> list[list[str]]:
@@ -159,9 +193,9 @@ def test_keyed_sequences_after_a_taskmanager_is_killed(
     committed = assert_exactly_once(tmp_path / "out", rows)
     assert all(key == key_of(int(x)) for key, x, _ in committed)
     assert flink_cluster.max_attempt(job) == 1, "one restart: no request failed afterwards"
+    records = settled_records(fault_repository, RUNNING_TOTAL)
     server_log = server.log_text()
     assert "conflict" not in server_log and "START flag" not in server_log
-    records = fault_repository.records(RUNNING_TOTAL)
     sequences = by_sequence(records, base)
     assert not any(line.get("unknown") for lines in sequences.values() for line in lines)
     assert len({keyed_id_parts(s, base)[0] for s in sequences}) == KEYS
@@ -197,9 +231,131 @@ def test_a_resubmitted_keyed_job_never_reuses_an_id(flink_cluster, server, fault
         job = flink_cluster.submit(JOBS / "keyed_totals.py", tmp_path / f"out{run}",
                                    endpoint(server), base, 0, "1 s", 400, 400)
         flink_cluster.wait_for_status(job, "FINISHED", timeout=120)
-        sequences = by_sequence(fault_repository.records(RUNNING_TOTAL), base)
+        sequences = by_sequence(settled_records(fault_repository, RUNNING_TOTAL), base)
         seen.append(set(sequences) - set().union(*seen))
         for lines in sequences.values():
             assert_running_totals(lines)
             assert lines[-1]["end"]
     assert seen[0] and seen[1] and not seen[0] & seen[1]
+
+
+def keys_in_flight(sequences: dict[str, list[dict[str, Any]]], base: str, arrived_after: float,
+                   until: float) -> dict[str, dict[str, Any]]:
+    """The keys with a request that reached the model in (arrived_after, until]: each key's
+    last such request-log line."""
+    found: dict[str, dict[str, Any]] = {}
+    for sequence_id, lines in sequences.items():
+        for line in lines:
+            if arrived_after < line["time"] <= until:
+                key = keyed_id_parts(sequence_id, base)[0]
+                if key not in found or found[key]["time"] < line["time"]:
+                    found[key] = line
+    return found
+
+
+def kill_with_keys_in_flight(cluster: FlinkCluster, job: str, repository: FaultRepository,
+                             model: str, base: str, delay: float, requests: int, keys: int = 2,
+                             timeout: float = 60.0) -> tuple[float, float]:
+    """Once ``model`` (answering ``delay`` s after a request arrives) logged ``requests``
+    requests, a checkpoint completed after that, and ``keys`` keys have a request at the model
+    that arrived in the last ``delay / 2`` s (so unanswered for another ``delay / 2`` s at
+    least), SIGKILL the TaskManager running the job (and its Python workers); wait until the
+    job runs again. Returns the times just before and just after the kill."""
+    repository.wait_for_records(model, requests, timeout=90)
+    # (+2: a checkpoint whose barrier came after those requests, not one under way already)
+    cluster.wait_for_checkpoints(job, cluster.completed_checkpoints(job) + 2, timeout=60)
+    [victim, *_] = cluster.taskmanagers_of(job)
+    deadline = time.monotonic() + timeout
+    while True:
+        now = time.time()
+        recent = keys_in_flight(by_sequence(repository.records(model), base), base,
+                                now - delay / 2, now)
+        if len(recent) >= keys:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"in {timeout:g} s, never {keys} keys' requests at the model at once (one "
+                f"subtask with 'max-concurrent-requests' > 1): the last requests were "
+                f"{repository.records(model)[-10:]}")
+        time.sleep(0.01)
+    before = time.time()
+    cluster.kill_taskmanager(victim)
+    after = time.time()
+    cluster.wait_for_recovery(job, min_attempt=1, timeout=90)
+    assert cluster.restored_checkpoint(job) is not None, "restarted from a checkpoint"
+    return before, after
+
+
+def test_a_taskmanager_killed_while_keys_have_requests_in_flight(
+        flink_cluster, server, fault_repository, tmp_path):
+    """One subtask (parallelism 1) with up to 8 keys' requests in flight; the model slowed to
+    ``delay`` a request, on 4 instances, so that several keys' requests are at it
+    together. The TaskManager is killed while at least 2 keys have a request there without an
+    answer: no reading is lost or committed twice, every committed total is the model's,
+    no sequence ID gets a request after the failover, and each key's new sequence begins
+    with its replayed inputs."""
+    rows, rate, base, replay, delay = 180, 6, "inflight", 3, 0.3
+    keys, model = keyed_in_flight.KEYS, RUNNING_TOTAL_4INSTANCES
+    # (rate x delay: the model busy ~45% of the time, no backlog to hold up the checkpoints;
+    # each key has a record every 2 s, within its idle timeout)
+    fault_repository.set_delay(delay)
+    job = flink_cluster.submit(JOBS / "keyed_in_flight.py", tmp_path / "out", endpoint(server),
+                               base, model, replay, 8, rows, rate, parallelism=1)
+    before, after = kill_with_keys_in_flight(flink_cluster, job, fault_repository, model, base,
+                                             delay, requests=4 * keys)
+    fault_repository.set_delay(0)  # (every request of the killed incarnation has slept delay)
+    flink_cluster.wait_for_status(job, "FINISHED", timeout=120)
+
+    committed = assert_exactly_once(tmp_path / "out", rows)
+    assert all(key == keyed_in_flight.key_of(int(x)) for key, x, _ in committed)
+    assert flink_cluster.max_attempt(job) == 1, "one restart: no request failed afterwards"
+    sequences = by_sequence(settled_records(fault_repository, model), base)
+    server_log = server.log_text()
+    assert "conflict" not in server_log and "START flag" not in server_log
+    assert not any(line["unknown"] for lines in sequences.values() for line in lines)
+
+    # At the kill (between ``before`` and ``after``), requests of several keys had reached
+    # the model and had no answer yet: each is answered ``delay`` after its line's time.
+    in_flight = keys_in_flight(sequences, base, after - delay, before)
+    log.info("in flight at the kill (%.3f..%.3f): %s", before, after,
+             json.dumps(sorted(in_flight.values(), key=lambda line: line["time"])))
+    assert len(in_flight) >= 2, (before, after, in_flight)
+
+    def incarnation(sequence_id: str) -> str:
+        return keyed_id_parts(sequence_id, base)[1]
+    killed = {incarnation(s) for s, lines in sequences.items()
+              if lines[0]["time"] <= before}
+    restored = {incarnation(s) for s in sequences} - killed
+    assert len(killed) == 1 and len(restored) == 1, (killed, restored)  # one subtask
+    old = [line for s, lines in sequences.items() if incarnation(s) in killed for line in lines]
+    new = {s: lines for s, lines in sequences.items() if incarnation(s) in restored}
+    # Each key's requests one at a time: the next one only after the answer, ``delay`` later.
+    by_key: dict[str, list[float]] = defaultdict(list)
+    for line in old:
+        by_key[keyed_id_parts(line["corrid"], base)[0]].append(line["time"])
+    for key, times in by_key.items():
+        gaps = [b - a for a, b in itertools.pairwise(sorted(times))]
+        assert all(gap >= delay * 0.99 for gap in gaps), (key, gaps)
+    # No ID continued across the failover: the killed incarnation's IDs got nothing once the
+    # restored one had begun, and a request in flight at the kill was its sequence's last.
+    restored_from = min(lines[0]["time"] for lines in new.values())
+    assert restored_from > after
+    assert [line for line in old if line["time"] >= restored_from] == []
+    for line in in_flight.values():
+        assert sequences[line["corrid"]][-1] == line, sequences[line["corrid"]]
+    # No key went idle before the kill: each key's restored state held its sequence open.
+    assert not any(line["flush"] for line in old), "a key went idle: slow the source less"
+    # Every key starts again in a new sequence, warmed up with its last inputs before the
+    # checkpoint; each sequence a clean running total; all ended when the input ended.
+    interrupted, warmed_up = assert_keyed_failover(sequences, base, replay)
+    assert interrupted == warmed_up == keys, (interrupted, warmed_up)
+    firsts: dict[str, dict[str, Any]] = {}  # each key's first request after the failover
+    for sequence_id, lines in sorted(new.items(), key=lambda item: item[1][0]["time"]):
+        firsts.setdefault(keyed_id_parts(sequence_id, base)[0], lines[0])
+    assert len(firsts) == keys and all(line["replay"] for line in firsts.values()), firsts
+    assert all(lines[-1]["end"] for lines in new.values()), "a restored sequence left open"
+    # Each committed total is what the model answered for that x in the key's sequence.
+    answered = {(line["x"], line["total"]) for lines in sequences.values() for line in lines
+                if not (line["replay"] or line["flush"])}
+    assert all((int(x), int(total)) in answered for _, x, total in committed)
+    assert_no_live_sequences(server.http_port, model, sequences)

@@ -46,6 +46,7 @@ from pyflink_triton.sessions.function import TritonInference
 from pyflink_triton.sessions.keyed import (
     FLUSH_PARAMETER,
     REPLAY_PARAMETER,
+    TRITON_TIMEOUT_PARAMETER,
     KeyedInferenceSession,
 )
 from pyflink_triton.wire.request import InferRequest
@@ -784,8 +785,10 @@ def test_after_a_restore_the_old_id_is_never_used(replay, before, after_restore)
 METADATA = {"name": "m", "versions": ["1"], "platform": "python",
             "inputs": [{"name": "x", "datatype": "INT64", "shape": [1]}],
             "outputs": [{"name": "y", "datatype": "INT64", "shape": [1]}]}
+# (64 slots: more than any test's keys, so that only the tests of the budget see evictions)
 CONFIG = {"name": "m", "max_batch_size": 0,
-          "sequence_batching": {"max_sequence_idle_microseconds": "10000000"}}
+          "sequence_batching": {"max_sequence_idle_microseconds": "10000000",
+                                "oldest": {"max_candidate_sequences": 64}}}
 
 
 class Answer:
@@ -842,9 +845,16 @@ class FakeTriton:
         self.closed = True
 
     def sent(self, since: int = 0) -> list[tuple[int, str | int, bool, bool, Any]]:
-        """(value, sequence ID, start, end, parameters) of each request."""
+        """(value, sequence ID, start, end, parameters) of each request; parameters without
+        Triton's backlog bound 'timeout', which every START carries (its own tests check it)."""
         return [(int(r.inputs[0].array.reshape(-1)[0]), r.sequence.sequence_id,
-                 r.sequence.start, r.sequence.end, r.parameters) for r in self.requests[since:]]
+                 r.sequence.start, r.sequence.end, _without_timeout(r.parameters))
+                for r in self.requests[since:]]
+
+
+def _without_timeout(parameters: Any) -> Any:
+    rest = {k: v for k, v in (parameters or {}).items() if k != TRITON_TIMEOUT_PARAMETER}
+    return rest or None
 
 
 class MetricGroup:
@@ -972,7 +982,7 @@ def test_idle_end_is_a_flush_with_the_sequence_flush_parameter(harness):
     assert int(last.inputs[0].array.reshape(-1)[0]) == 6  # repeats the last input
     assert h.triton.totals == {}  # ended in Triton
     assert not h.states["a"].open
-    assert all(r.parameters is None for r in h.triton.requests[:-1])
+    assert all(_without_timeout(r.parameters) is None for r in h.triton.requests[:-1])
     assert h.session.idle_ends == 1
 
 
@@ -1371,7 +1381,7 @@ def test_close_against_a_dead_server_sends_one_end_and_gives_up_at_once(harness,
     for key in ("a", "b", "c"):
         h.infer(key, 1)
     dead = UnreachableTriton()
-    h.session._transport = dead
+    h.session._local.transport = dead
     started = time.monotonic()
     h.session.close()
     assert time.monotonic() - started < 1.0
@@ -1398,7 +1408,7 @@ def test_close_ends_sequences_within_its_deadline(harness, caplog):
         h.infer(key, 1)
     slow = SlowTriton(0.2)
     slow.totals = dict(h.triton.totals)
-    h.session._transport = slow
+    h.session._local.transport = slow
     started = time.monotonic()
     h.session.end_open_sequences(within=0.5)
     assert time.monotonic() - started < 1.5  # (0.5 s, and the last attempt cut to what is left)
@@ -1453,3 +1463,332 @@ def test_close_names_the_last_failure_even_when_it_did_not_stop_it(harness, capl
     h.session.close()
     assert "1 of 1 open sequence(s)" in caplog.text
     assert "must specify the START flag" in caplog.text
+
+
+# --- the slot budget: at most so many sequences open per subtask, LRU eviction ----------------
+
+import logging  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+from pyflink_triton.errors import SEQUENCE_BACKLOG_EXPIRED  # noqa: E402
+
+# 2 sequence slots (Oldest, 1 instance): a budget of 2 at parallelism 1.
+TWO_SLOTS = {**CONFIG, "sequence_batching": {"max_sequence_idle_microseconds": "10000000",
+                                             "oldest": {"max_candidate_sequences": 2}}}
+SLOTS_TEXT = "2 sequence slot(s) (Oldest strategy: 1 instance(s) x max_candidate_sequences 2)"
+BACKLOG_503 = f"HTTP 503: {SEQUENCE_BACKLOG_EXPIRED}"
+# Triton's 'timeout' of every START, in µs: the idle timeout (half the model's 10 s), as
+# 'timeout' (30 s) leaves more.
+START_TIMEOUT = 5_000_000
+
+
+def budgeted(harness: Callable[..., Harness], config: dict[str, Any] | None = None,
+             **extra: str) -> Harness:
+    """A harness of 2 slots replaying 2 inputs, whose clock is the wall clock: an eviction
+    decides whether Triton reaped the victim already by the wall clock (see
+    test_an_evictions_end_is_decided_by_the_records_time)."""
+    h = harness(TWO_SLOTS if config is None else config,
+                **{"sequence_replay_records": "2", **extra})
+    h.now = int(time.time() * 1000)
+    return h
+
+
+def slot_gauges(h: Harness) -> dict[str, int]:
+    gauges = h.metrics.groups["triton"].gauges
+    return {name: gauges[name]() for name in (
+        "sequenceEvictions", "openSequences", "sequenceSlotBudget")}
+
+
+def three_keys(h: Harness) -> None:
+    """a, a, a, b, b: both slots held (a least recently used); then c evicts a."""
+    for key, value in (("a", 1), ("a", 2), ("a", 3), ("b", 10), ("b", 20)):
+        h.infer(key, value)
+    assert h.infer("c", 100) == 100
+
+
+def test_a_start_beyond_the_budget_first_ends_the_least_recently_used_sequence(harness):
+    h = budgeted(harness)
+    three_keys(h)
+    assert h.triton.sent(5) == [(3, "sensors-a-inc1-0", False, True, FLUSHED),  # before c's
+                                (100, "sensors-c-inc1-0", True, False, None)]  # START
+    assert set(h.triton.totals) == {"sensors-b-inc1-0", "sensors-c-inc1-0"}
+    assert h.states["a"].open  # (a's Flink state could not be changed then: the session knows)
+    assert h.session.evictions == 1
+
+
+def test_an_evicted_key_returns_in_a_new_sequence_replaying_its_last_inputs(harness):
+    h = budgeted(harness)
+    three_keys(h)
+    sent = len(h.triton.requests)
+    assert h.infer("a", 4) == 9  # 2 + 3 replayed, then 4; b is the least recent now
+    assert h.triton.sent(sent) == [(20, "sensors-b-inc1-0", False, True, FLUSHED),
+                                   (2, "sensors-a-inc1-1", True, False, REPLAYED),
+                                   (3, "sensors-a-inc1-1", False, False, REPLAYED),
+                                   (4, "sensors-a-inc1-1", False, False, None)]
+    assert h.states["a"] == KeySequence("inc1", 1, True, h.now, h.now + 5000, ((3,), (4,)))
+    assert h.infer("a", 5) == 14  # and goes on there
+    sent = len(h.triton.requests)
+    assert h.infer("b", 30) == 60  # evicts c; replays 10 and 20
+    assert h.triton.sent(sent) == [(100, "sensors-c-inc1-0", False, True, FLUSHED),
+                                   (10, "sensors-b-inc1-1", True, False, REPLAYED),
+                                   (20, "sensors-b-inc1-1", False, False, REPLAYED),
+                                   (30, "sensors-b-inc1-1", False, False, None)]
+    assert h.metrics.sample() == {"sequencesStarted": 5, "sequencesRestarted": 2,
+                                  "replayedInputs": 4, "idleEnds": 0}
+    assert slot_gauges(h) == {"sequenceEvictions": 3, "openSequences": 2,
+                              "sequenceSlotBudget": 2}
+
+
+def test_keys_within_the_budget_are_never_evicted(harness):
+    h = budgeted(harness)
+    for n in range(10):
+        assert h.infer("ab"[n % 2], 1) == n // 2 + 1
+    assert h.session.evictions == 0
+    assert {s[1] for s in h.triton.sent()} == {"sensors-a-inc1-0", "sensors-b-inc1-0"}
+
+
+def test_a_key_whose_sequence_ended_frees_its_slot_without_an_eviction(harness):
+    h = budgeted(harness)
+    h.infer("a", 1)
+    h.infer("b", 1, end=True)
+    h.infer("c", 1)
+    h.timer("a")  # (its idle END)
+    h.infer("d", 1)
+    assert h.session.evictions == 0
+    assert slot_gauges(h)["openSequences"] == 2  # c and d
+
+
+def test_an_evicted_keys_idle_timer_sends_nothing(harness):
+    h = budgeted(harness)
+    three_keys(h)
+    sent = len(h.triton.requests)
+    h.timer("a")
+    assert len(h.triton.requests) == sent
+    state = h.states["a"]
+    assert not state.open and state.idle_timer_ms is None and state.interrupted
+    assert state.recent == ((2,), (3,))  # (kept for the replay)
+    assert h.session.idle_ends == 0
+    h.timer("b")  # a key still open: its idle END as ever, freeing its slot
+    assert h.triton.sent(sent) == [(20, "sensors-b-inc1-0", False, True, FLUSHED)]
+    assert slot_gauges(h)["openSequences"] == 1
+    assert h.infer("a", 4) == 9  # a slot is free: no eviction
+    assert [s[1] for s in h.triton.sent(sent + 1)] == ["sensors-a-inc1-1"] * 3
+    assert h.session.evictions == 1
+
+
+def test_close_ends_only_the_sequences_still_open(harness):
+    h = budgeted(harness)
+    three_keys(h)
+    sent = len(h.triton.requests)
+    h.session.close()
+    assert sorted(h.triton.sent(sent)) == [
+        (20, "sensors-b-inc1-0", False, True, FLUSHED),
+        (100, "sensors-c-inc1-0", False, True, FLUSHED)]
+    assert h.triton.totals == {}
+
+
+def test_an_evicted_sequence_triton_already_reaped_gets_no_end(harness):
+    """Idle past the model's max_sequence_idle_microseconds (10 s): an END would meet a 400."""
+    h = budgeted(harness)
+    h.now -= 20_000
+    h.infer("a", 1)
+    h.infer("b", 10, dt=15_000)
+    sent = len(h.triton.requests)
+    assert h.infer("c", 100, dt=5_000) == 100
+    assert h.triton.sent(sent) == [(100, "sensors-c-inc1-0", True, False, None)]
+    assert h.session.evictions == 1
+
+
+def test_an_evictions_end_is_decided_by_the_records_time(harness):
+    h = harness(TWO_SLOTS, sequence_replay_records="2")  # (its clock: 1 s after the epoch)
+    h.infer("a", 1)
+    h.infer("b", 10)
+    h.infer("a", 2)
+    sent = len(h.triton.requests)
+    h.infer("c", 100)
+    assert h.triton.sent(sent) == [(10, "sensors-b-inc1-0", False, True, FLUSHED),
+                                   (100, "sensors-c-inc1-0", True, False, None)]
+
+
+def test_slot_gauges(harness):
+    h = budgeted(harness)
+    assert slot_gauges(h) == {"sequenceEvictions": 0, "openSequences": 0,
+                              "sequenceSlotBudget": 2}
+    h.infer("a", 1)
+    h.infer("b", 1)
+    assert slot_gauges(h)["openSequences"] == 2
+    h.infer("c", 1)
+    assert slot_gauges(h) == {"sequenceEvictions": 1, "openSequences": 2,
+                              "sequenceSlotBudget": 2}
+    h.infer("c", 2, end=True)
+    assert slot_gauges(h)["openSequences"] == 1
+    h.session.close()
+    assert slot_gauges(h)["openSequences"] == 0
+
+
+@pytest.mark.parametrize("config, extra, budget", [
+    (None, {}, 64),  # (CONFIG: 64 Oldest slots)
+    (None, {"sequence_slots": "3"}, 3),
+    (TWO_SLOTS, {"sequence_slots": "5"}, 5),  # (above the model's: the user knows better)
+    ({**CONFIG, "max_batch_size": 4, "sequence_batching": {},
+      "instance_group": [{"count": 2, "kind": "KIND_CPU"}]}, {}, 8),  # Direct: 2 x 4
+])
+def test_the_budget_comes_from_the_models_slots_or_sequence_slots(harness, config, extra,
+                                                                   budget):
+    h = harness(config, **extra)
+    assert slot_gauges(h)["sequenceSlotBudget"] == budget
+    assert h.session.budget == budget
+
+
+def test_sequence_slots_sets_the_budget_that_evicts(harness):
+    h = budgeted(harness, CONFIG, sequence_slots="1")
+    h.infer("a", 1)
+    h.infer("b", 1)
+    assert h.triton.sent(1) == [(1, "sensors-a-inc1-0", False, True, FLUSHED),
+                                (1, "sensors-b-inc1-0", True, False, None)]
+
+
+def test_the_budget_is_the_models_slots_shared_by_the_subtasks(harness):
+    eight = {**CONFIG, "sequence_batching": {"oldest": {"max_candidate_sequences": "8"}}}
+    h = harness(eight)
+    for parallelism, budget in ((1, 8), (3, 2), (8, 1)):
+        session = h.inference.open(0, 0, MetricGroup(), parallelism, mode="keyed")
+        assert session.budget == budget
+        assert session.sequences.budget.describe() == (
+            f"{budget} open sequence(s) per subtask (the model's 8 sequence slot(s) (Oldest "
+            f"strategy: 1 instance(s) x max_candidate_sequences 8) / parallelism "
+            f"{parallelism})")
+
+
+def test_a_parallelism_above_the_models_slots_fails_at_open_naming_the_model(harness):
+    h = harness(TWO_SLOTS)
+    h.triton.closed = False
+    with pytest.raises(TritonConfigError) as info:
+        h.inference.open(0, 0, MetricGroup(), 3, mode="keyed")
+    message = str(info.value)
+    assert "Model 'm'" in message
+    assert SLOTS_TEXT in message
+    assert "3 parallel subtasks" in message
+    assert "'sequence-slots'" in message
+    assert h.triton.closed  # (open() let its connection go)
+    # 'sequence-slots' takes it: the user knows better
+    h = harness(TWO_SLOTS, sequence_slots="1")
+    assert h.inference.open(0, 0, MetricGroup(), 3, mode="keyed").budget == 1
+
+
+def eviction_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and "least recently used" in r.getMessage()]
+
+
+def test_a_warning_when_a_subtask_evicts_its_budget_within_a_minute(harness, caplog):
+    h = budgeted(harness)
+    h.infer("k0", 1)
+    h.infer("k1", 1)
+    h.infer("k2", 1)  # 1 eviction
+    assert eviction_warnings(caplog) == []
+    h.infer("k3", 1)  # 2: the budget
+    [warning] = eviction_warnings(caplog)
+    assert "Model 'm': this subtask ended 2 least recently used sequence(s) within 60 s" in (
+        warning)
+    assert (f"its budget: 2 open sequence(s) per subtask (the model's {SLOTS_TEXT} / "
+            "parallelism 1)") in warning
+    assert "replaying its last 2 input(s) ('sequence-replay-records')" in warning
+    assert "'sequence-slots'" in warning
+    h.infer("k4", 1)  # 3: no second warning within the minute
+    assert len(eviction_warnings(caplog)) == 1
+
+
+def test_the_eviction_warning_counts_evictions_within_a_minute(harness, caplog, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("pyflink_triton.sessions.keyed.time",
+                        SimpleNamespace(time=time.time, monotonic=lambda: clock[0]))
+    h = budgeted(harness)  # (its window starts on this clock)
+    warned = []
+    for n, at in enumerate((0, 0, 0, 61, 70, 140, 201)):
+        clock[0] = at
+        h.infer(f"k{n}", 1)
+        warned.append(len(eviction_warnings(caplog)))
+    # evictions at 0 (k2), 61 (k3: a new minute), 70 (k4: 2 in it), 140 (k5), 201 (k6)
+    assert warned == [0, 0, 0, 0, 1, 1, 1]
+    assert h.session.evictions == 5
+
+
+def test_every_start_carries_tritons_timeout_and_no_other_request_does(harness):
+    h = budgeted(harness)
+    three_keys(h)  # STARTs, continuations, an eviction END
+    h.infer("a", 4)  # a START with replay
+    h.infer("a", 5, end=True)  # a record's END
+    h.timer("c")  # an idle END
+    h.infer("d", 1, end=True)  # a one-request sequence: START and END
+    h.session.close()  # close()'s ENDs
+    for request in h.triton.requests:
+        parameters = request.parameters or {}
+        if request.sequence.start:
+            assert parameters[TRITON_TIMEOUT_PARAMETER] == START_TIMEOUT, request
+        else:
+            assert TRITON_TIMEOUT_PARAMETER not in parameters, request
+    assert sum(r.sequence.start for r in h.triton.requests) == 5
+    assert TRITON_TIMEOUT_PARAMETER == "timeout"
+
+
+@pytest.mark.parametrize("extra, micros", [
+    ({}, START_TIMEOUT),  # the idle timeout: half the model's max idle (10 s)
+    ({"sequence_idle_timeout": "2 s"}, 2_000_000),
+    ({"sequence_idle_timeout": "9999 ms"}, 9_999_000),
+    ({"timeout": "5 s"}, 4_000_000),  # 80 % of 'timeout': Triton's 503 comes before it
+    ({"timeout": "6250 ms"}, 5_000_000),  # (both)
+    ({"timeout": "1 s", "sequence_idle_timeout": "500 ms"}, 500_000),
+    ({"timeout": "1 s", "sequence_idle_timeout": "900 ms"}, 800_000),
+])
+def test_the_start_timeout_is_the_idle_timeout_within_the_request_timeout(harness, extra,
+                                                                          micros):
+    h = budgeted(harness, **extra)
+    h.infer("a", 1)
+    h.infer("a", 2)
+    assert [r.parameters for r in h.triton.requests] == [{TRITON_TIMEOUT_PARAMETER: micros},
+                                                         None]
+    assert isinstance(h.triton.requests[0].parameters[TRITON_TIMEOUT_PARAMETER], int)
+
+
+def test_a_start_that_got_no_slot_fails_naming_the_slots_and_is_not_retried(harness):
+    h = budgeted(harness, max_retries="3", retry_initial_backoff="1ms",
+                 retry_max_backoff="1ms")
+    h.infer("a", 1)
+    h.triton.fail[2] = TritonServerError(BACKLOG_503, 503)
+    with pytest.raises(TritonRequestError) as info:
+        h.infer("b", 10)
+    message = str(info.value)
+    assert "sensors-b-inc1-0" in message
+    assert "model 'm'" in message
+    assert f"the model has {SLOTS_TEXT}" in message
+    assert "2 open sequence(s) per subtask" in message
+    assert "'sequence-slots'" in message
+    assert SEQUENCE_BACKLOG_EXPIRED in message  # (what Triton said)
+    assert not info.value.retryable
+    assert len(h.triton.requests) == 2  # one attempt; no END, no restart
+
+
+def test_a_start_that_got_no_slot_frees_its_place_in_the_budget(harness):
+    h = budgeted(harness, default_value="-1", max_retries="3")
+    h.infer("a", 1)
+    h.triton.fail[2] = TritonServerError(BACKLOG_503, 503)
+    assert h.infer("b", 10) == -1
+    assert len(h.triton.requests) == 2
+    assert not h.states["b"].open
+    assert slot_gauges(h)["openSequences"] == 1
+    h.infer("c", 100)  # a slot is free: no eviction
+    assert h.session.evictions == 0
+    # b's next record starts anew (nothing to replay: the model never saw 10), evicting a
+    assert h.infer("b", 20) == 20
+    assert h.triton.sent(3) == [(1, "sensors-a-inc1-0", False, True, FLUSHED),
+                                (20, "sensors-b-inc1-1", True, False, None)]
+
+
+@pytest.mark.parametrize("status", [503, "UNAVAILABLE"])
+def test_tritons_backlog_expiry_is_not_retryable(status):
+    """Sending the START again would wait in the backlog again; other 503s are retried."""
+    expired = TritonServerError(f"{status}: {SEQUENCE_BACKLOG_EXPIRED}", status)
+    assert not expired.retryable
+    assert not pickle.loads(pickle.dumps(expired)).retryable
+    assert TritonServerError(f"{status}: server is busy", status).retryable

@@ -72,6 +72,7 @@ ALL_KEYS = {
     "sequence-id-counter-init-strategy",
     "sequence-idle-timeout",
     "sequence-replay-records",
+    "sequence-slots",
 }
 BOOLEAN_KEYS = ["sequence-start", "sequence-end", "sequence-id-auto-increment", "binary-data",
                 "half-precision-inputs", "flatten-batch-dim", "error-fields",
@@ -1341,8 +1342,6 @@ def mode_error(function_mode: str, **extra: str) -> str:
     ("keyed", {"sequence-id": "s", "batch-size": "8"}, "'batch-size' applies only"),
     ("sync", {"max-concurrent-requests": "4"},
      "'max-concurrent-requests' applies only to the 'async' mode and the 'vectorized' mode"),
-    ("keyed", {"sequence-id": "s", "max-concurrent-requests": "4"},
-     "'max-concurrent-requests' applies only"),
 ])
 def test_an_option_that_does_nothing_in_the_mode_is_refused(mode, extra, named):
     message = mode_error(mode, **extra)

@@ -577,7 +577,7 @@ def test_metrics_without_a_metric_group_count_nothing(send, clock):
     metrics.fallbacks.inc(3)
     metrics.latency_ms.update(5)
     metrics.gauge("anything", lambda: 1)
-    assert metrics.in_flight == 0
+    assert metrics.in_flight.value == 0
 
 
 def test_a_failed_attempt_ends_before_the_backoff(send, clock):
