@@ -49,11 +49,6 @@ class TritonTlsError(TritonRequestError):
     help. (nginx checks client certificates after the handshake and answers HTTP 400.)"""
 
 
-# Triton's answer (HTTP 503, gRPC UNAVAILABLE) to a START that waited in the backlog for a free
-# sequence slot for longer than its 'timeout' request parameter.
-SEQUENCE_BACKLOG_EXPIRED = "timeout of the corresponding sequence has been expired"
-
-
 class TritonServerError(TritonRequestError):
     """The server answered with an error status: an HTTP status code, or a gRPC status name
     such as ``'UNAVAILABLE'``."""
@@ -62,20 +57,21 @@ class TritonServerError(TritonRequestError):
     RETRYABLE_GRPC_STATUSES = frozenset({"UNAVAILABLE", "INTERNAL", "UNKNOWN",
                                          "RESOURCE_EXHAUSTED", "ABORTED"})
 
-    def __init__(self, message: str, status: int | str) -> None:
+    def __init__(self, message: str, status: int | str, final: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.final = final  # an error status that sending again cannot help, whatever it is
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        if SEQUENCE_BACKLOG_EXPIRED in str(self):  # (sending again would wait again)
+        if self.final:
             return False
         if isinstance(self.status, int):
             return self.status >= 500
         return self.status in self.RETRYABLE_GRPC_STATUSES
 
     def __reduce__(self):  # keep the status when PyFlink pickles the exception
-        return type(self), (str(self), self.status)
+        return type(self), (str(self), self.status, self.final)
 
 
 class TritonCircuitOpenError(TritonRequestError):

@@ -33,6 +33,8 @@ class BundledFunction(Protocol):
 
     pending: int
 
+    def describe(self) -> str: ...
+
     def bundled(self, keyed_state_backend: Any) -> None: ...
 
     def drain(self) -> list[tuple[int, Any, Any]]: ...
@@ -46,6 +48,12 @@ def ask_for_bundles(function: BundledFunction) -> None:
     opens it, with :func:`install` in place) hand it whole input chunks. Its ``bundled()`` is
     called if so; otherwise it is called element by element, as usual."""
     _opening.function = function
+
+
+def current_key_bytes(keyed_state_backend: Any) -> bytes:
+    """The current key as the keyed state backend serialized it: how Flink tells keys apart
+    (Python's == would merge 0.0 and -0.0, split NaNs and refuse lists)."""
+    return keyed_state_backend._encoded_current_key
 
 
 def install() -> None:
@@ -73,12 +81,15 @@ def install() -> None:
                     for timestamp, watermark, result in self._function.drain()]
 
         def finish(self) -> None:
-            if self._function.pending:  # (never: each chunk's finish_bundle drains it)
+            # (never, with the PyFlink this was written for: each input chunk ends with
+            # finish_bundle(), which drains; a PyFlink that skipped it would lose the results)
+            if self._function.pending:
                 raise RuntimeError(
-                    f"{self._function.pending} record(s) of a keyed Triton function were not "
-                    "answered when PyFlink finished the bundle: PyFlink did not end the input "
-                    "chunk as this PyFlink version should. Set 'max-concurrent-requests' = '1' "
-                    "to send one record at a time.")
+                    f"{self._function.pending} record(s) of the keyed Triton function of "
+                    f"{self._function.describe()} were sent but their results never emitted: "
+                    "this PyFlink finished a bundle without asking the operation for the "
+                    "results of its last input chunk. Set 'max-concurrent-requests' = '1' to "
+                    "send one record at a time.")
             super().finish()
 
     def open(self: Any) -> None:
@@ -88,6 +99,11 @@ def install() -> None:
         if function is None or type(self) is not stateful:
             return
         handle = self.process_element_func
+        if getattr(getattr(handle, "__self__", None), "_has_side_output", True):
+            # (with side outputs, PyFlink takes each element's outputs at once and never asks
+            # for finish_bundle(): the function stays one record at a time)
+            log.info("A keyed Triton function with side outputs sends one record at a time.")
+            return
 
         def process_element(value: Any) -> tuple[()]:
             # (the bundle path ignores what this returns: the function yields nothing here,

@@ -281,12 +281,16 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
         self._in_flight = KeysInFlight(self._session,
                                        self.inference.options.max_concurrent_requests)
         self._backend = keyed_state_backend
-        self._state_keys: dict[Any, Any] = {}  # each key of the chunk, as the backend has it
+        # each key of the chunk, as the backend has it, by its serialized form
+        self._state_keys: dict[bytes, Any] = {}
         self._timers: Any = None
 
     @property
     def pending(self) -> int:
         return 0 if self._in_flight is None else self._in_flight.pending
+
+    def describe(self) -> str:
+        return f"model {self.inference.model}"
 
     def process_element(self, value: Any,
                         ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
@@ -297,10 +301,11 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
         now_ms = timers.current_processing_time()
         if self._in_flight is not None:
             self._timers = timers
-            self._state_keys[key] = self._backend.get_current_key()
+            identity = _keyed_bundles.current_key_bytes(self._backend)
+            self._state_keys[identity] = self._backend.get_current_key()
             emitted = value.as_dict() if self._appends_results else None  # (a copy)
             self._in_flight.submit((ctx.timestamp(), timers.current_watermark(), emitted),
-                                   key, before, arguments, ends, now_ms)
+                                   identity, key, before, arguments, ends, now_ms)
             return
         result, after = self._session.infer(before, key, arguments, ends, now_ms)
         self._store(before, after, timers)
@@ -311,9 +316,9 @@ class TritonKeyedSequenceFunction(_ElementFunction, KeyedProcessFunction):
         idle timers) and return their (timestamp, watermark, output), in input order."""
         assert self._in_flight is not None
         drained = self._in_flight.drain()
-        for key, after in drained.after.items():
-            self._backend.set_current_key(self._state_keys[key])
-            self._store(drained.before[key], after, self._timers)
+        for identity, after in drained.after.items():
+            self._backend.set_current_key(self._state_keys[identity])
+            self._store(drained.before[identity], after, self._timers)
         self._state_keys.clear()
         return [(timestamp, watermark, self._emitted(element, result))
                 for (timestamp, watermark, element), result in drained.results]

@@ -289,9 +289,14 @@ class KeyedSequences:
                     flush=True)
 
     def end(self, state: KeySequence, key: Any) -> IdlePlan:
+        """The key's idle END, and its state after it."""
+        return IdlePlan(self.flush_end(state, key),
+                        replace(state, open=False, idle_timer_ms=None, recent=()))
+
+    def flush_end(self, state: KeySequence, key: Any) -> Send:
         """The END of the key's open sequence of this incarnation, sent by the function (when
-        idle, or at the end of the input): it repeats the key's last input as a flush."""
+        idle, evicted, or at the end of the input): it repeats the key's last input as a
+        flush."""
         assert state.open and state.incarnation == self.incarnation, state
-        end = Send(state.recent[-1], SequenceParams(self.sequence_id_of(key, state), False, True),
-                   flush=True)
-        return IdlePlan(end, replace(state, open=False, idle_timer_ms=None, recent=()))
+        return Send(state.recent[-1],
+                    SequenceParams(self.sequence_id_of(key, state), False, True), flush=True)

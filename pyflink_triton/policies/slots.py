@@ -90,21 +90,32 @@ Held = tuple[Any, Any]  # (key, its KeySequence), what an END of the sequence ne
 
 class OpenSequences:
     """The sequences a subtask holds open, least recently used first, with those that have a
-    request in flight (never evicted), and those it evicted (until Triton would have reaped
-    them anyway, so the set stays small)."""
+    request in flight (never evicted); those whose END failed (Triton may hold them until it
+    reaps them: their slots stay counted until then); and those it evicted (until Triton would
+    have reaped them anyway, so the marks stay few)."""
 
     def __init__(self, budget: int, forget_after_ms: int) -> None:
         self.budget = budget
         self._forget_after_ms = forget_after_ms
         self._open: OrderedDict[str, Held] = OrderedDict()
         self._busy: set[str] = set()
-        self._evicted: dict[str, int] = {}  # ID -> the last activity of its key then
+        self._lingering: dict[str, int] = {}  # ID -> when Triton reaps it at the latest
+        # ID -> the last activity of its key then; in eviction order, which is nearly the
+        # order of those times (the least recently used goes first)
+        self._evicted: OrderedDict[str, int] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def has_room(self) -> bool:
-        return len(self._open) < self.budget
+    def has_room(self, now_ms: int) -> bool:
+        for sequence_id, until in list(self._lingering.items()):
+            if until <= now_ms:
+                del self._lingering[sequence_id]
+        return len(self._open) + len(self._lingering) < self.budget
+
+    def next_release_ms(self) -> int | None:
+        """When the first lingering sequence stops counting, if any does."""
+        return min(self._lingering.values(), default=None)
 
     def hold(self, sequence_id: str, key: Any, state: Any) -> None:
         """The sequence is open (or about to be) and has a request in flight."""
@@ -123,6 +134,11 @@ class OpenSequences:
         self._busy.discard(sequence_id)
         return self._open.pop(sequence_id, None)
 
+    def linger(self, sequence_id: str, until_ms: int) -> None:
+        """The sequence's END failed: count its slot as held until ``until_ms``."""
+        self.release(sequence_id)
+        self._lingering[sequence_id] = until_ms
+
     def least_recent_idle(self) -> tuple[str, Held] | None:
         """The least recently used sequence without a request in flight, or None."""
         return next(((i, held) for i, held in self._open.items() if i not in self._busy), None)
@@ -134,11 +150,13 @@ class OpenSequences:
 
     def was_evicted(self, sequence_id: str, now_ms: int) -> bool:
         """Whether the sequence was evicted; forgets those Triton would have reaped by now."""
-        if len(self._evicted) > 2 * self.budget:
-            forget = [i for i, at in self._evicted.items() if now_ms - at >= self._forget_after_ms]
-            for i in forget:
-                del self._evicted[i]
-        return sequence_id in self._evicted
+        evicted = self._evicted
+        while evicted:
+            oldest, at = next(iter(evicted.items()))
+            if now_ms - at < self._forget_after_ms:
+                break
+            del evicted[oldest]
+        return sequence_id in evicted
 
     def forget_eviction(self, sequence_id: str) -> None:
         self._evicted.pop(sequence_id, None)

@@ -9,8 +9,8 @@ keys at their timers and, at close(), the sequences it still holds open. The key
 the caller's (Flink keyed state): it goes in with each call and the new state comes back.
 
 Records of different keys may be sent from several threads at once (``keyed_flight``), each
-key's from one thread at a time: the registry of open sequences and the counters are locked,
-and each thread sends on its own connection.
+key's from one thread at a time: the sequences held open are ``keyed_slots.HeldSequences``
+(locked), the counters are locked, and each thread sends on its own connection.
 """
 
 from __future__ import annotations
@@ -22,15 +22,16 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from ..errors import SEQUENCE_BACKLOG_EXPIRED, TritonCircuitOpenError, TritonRequestError
+from ..errors import TritonCircuitOpenError, TritonRequestError
 from ..options import format_duration
 from ..policies.keyed import Inputs, KeySequence, RecordPlan, Send
-from ..policies.slots import OpenSequences
-from ..wire.failures import unknown_sequence
+from ..policies.slots import Held
+from ..wire.failures import no_sequence_slot, unknown_sequence
 from ..wire.request import InferRequest, InferResponse, Transport
 from .connect import connect
 from .context import InstanceContext, Throttled
 from .contract import InferenceSession
+from .keyed_slots import EVICTION_WARNING_SECONDS, HeldSequences
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,6 @@ REPLAY_PARAMETER = "sequence_replay"
 # (HTTP 503). Every START carries it, so that none waits silently in Triton's backlog for a
 # sequence slot that someone else holds.
 TRITON_TIMEOUT_PARAMETER = "timeout"
-# A WARNING when a subtask evicts as many sequences as its budget within this many seconds.
-EVICTION_WARNING_SECONDS = 60.0
-_NO_BUDGET = 2**31
 
 
 KeyedRecord = tuple[KeySequence | None, Any, Sequence[Any], bool, int]  # infer()'s arguments
@@ -87,18 +85,16 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
         super().__init__(context, transport)
         assert context.keyed is not None  # (open() draws it for a sequence_per_key mode)
         self.sequences = context.keyed
-        policy, budget = self.sequences.policy, self.sequences.budget
-        self.budget = budget.per_subtask if budget is not None else _NO_BUDGET
-        assert policy.reaped_after is not None  # (for_model always knows it)
-        self._open = OpenSequences(self.budget, policy.reaped_after // timedelta(milliseconds=1))
-        self._lock = threading.Condition()  # guards _open, the counters and _transports
+        assert self.sequences.budget is not None  # (open() derives it from the model)
+        self._held = HeldSequences(self.sequences, self.sequences.budget, context.model)
         # A START waits at most this long in Triton's backlog for a slot someone else holds:
         # the idle timeout, so clearly before Triton's reaper, which would drop the holders
         # untold (this subtask's own too: they wait for the START's chunk to be answered),
         # and within the request's own timeout, so that Triton's answer comes first.
-        self._start_wait = min(policy.idle_timeout, context.options.timeout * 0.8)
-        self.started = self.restarted = self.replayed = self.idle_ends = self.evictions = 0
-        self._eviction_window = (time.monotonic(), 0)  # (since, evictions since)
+        self._start_wait = min(self.sequences.policy.idle_timeout,
+                               context.options.timeout * 0.8)
+        self._counts = threading.Lock()
+        self.started = self.restarted = self.replayed = self.idle_ends = 0
         self._restarts = Throttled()
         self._local = threading.local()  # each thread's own connection
         self._local.transport = transport
@@ -108,10 +104,19 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
                             ("sequencesRestarted", lambda: self.restarted),
                             ("replayedInputs", lambda: self.replayed),
                             ("idleEnds", lambda: self.idle_ends),
-                            ("sequenceEvictions", lambda: self.evictions),
-                            ("openSequences", lambda: len(self._open)),
+                            ("sequenceEvictions", lambda: self._held.evictions),
+                            ("openSequences", lambda: len(self._held)),
                             ("sequenceSlotBudget", lambda: self.budget)):
             metrics.gauge(name, value)
+
+    @property
+    def budget(self) -> int:
+        """How many sequences this subtask holds open at most."""
+        return self._held.budget.per_subtask
+
+    @property
+    def evictions(self) -> int:
+        return self._held.evictions
 
     @property
     def transport(self) -> Transport:
@@ -119,7 +124,7 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
         transport = getattr(self._local, "transport", None)
         if transport is None:
             transport = self._local.transport = connect(self.context.options)
-            with self._lock:
+            with self._counts:
                 self._transports.append(transport)
         return transport
 
@@ -136,22 +141,25 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
         values = tuple(values)
         restarts_left = 1
         while True:
-            state = self._unless_evicted(key, state, now_ms)
+            state = self._held.unless_evicted(key, state, now_ms)
             try:  # all encoded first: a record that cannot be sent leaves the sequence as it was
                 plan, requests = self._plan(state, key, values, end, now_ms)
             except TritonRequestError as error:
                 return context.failed_result(error), state
-            if not self._hold(key, state, plan):
-                continue  # (evicted by another key's record since: plan it again)
-            self._count(state, plan)
+            evicted = self._held.take(key, state, plan)
+            if evicted is None:
+                continue  # (another key's record evicted its sequence since: plan it again)
             try:
+                for victim in evicted:  # (before the START: its slot is needed)
+                    self._evict(victim, now_ms)
+                self._count(state, plan)
                 response = self._send(requests)
                 result = context.result(response)
             except TritonRequestError as error:
-                self._let_go(plan.sequence_id)
+                self._held.let_go(plan.sequence_id)
                 abandoned = self.sequences.failed(state, plan)
                 cause = error.last_attempt or error
-                if SEQUENCE_BACKLOG_EXPIRED in str(cause):
+                if no_sequence_slot(cause):
                     error = self._no_slot_error(plan, error)
                 if cause.maybe_delivered and cause.retryable:
                     self._end_abandoned(plan)  # (Triton may hold it open: free its slot)
@@ -165,7 +173,10 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
                             "key's next record starts a new one.", plan.sequence_id,
                             context.model)
                 return context.failed_result(error), abandoned
-            self._answered(key, plan)
+            except BaseException:  # (not a request's failure: the slot must not stay taken)
+                self._held.let_go(plan.sequence_id)
+                raise
+            self._held.answered(key, plan)
             return result, plan.state
 
     def infer_many(self, records: Iterable[KeyedRecord]) -> list[Keyed]:
@@ -205,96 +216,32 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
 
     # --- the slot budget ----------------------------------------------------------------
 
-    def _unless_evicted(self, key: Any, state: KeySequence | None,
-                        now_ms: int) -> KeySequence | None:
-        """The key's state, told that its sequence was evicted if it was (the eviction could
-        not change the key's state: it happened during another key's record)."""
-        if state is None or not state.open or state.incarnation != self.sequences.incarnation:
-            return state
-        sequence_id = self.sequences.sequence_id_of(key, state)
-        with self._lock:
-            if not self._open.was_evicted(sequence_id, now_ms):
-                return state
-            self._open.forget_eviction(sequence_id)
-        return self.sequences.evicted(state)
-
-    def _hold(self, key: Any, before: KeySequence | None, plan: RecordPlan) -> bool:
-        """Mark the plan's sequence as having a request in flight; False if it continues a
-        sequence another key's record evicted since it was planned. A plan that starts one
-        first takes a slot of the budget: when it is full, it ENDs the least recently used
-        idle sequence, or waits while every open one has a request in flight."""
-        evicted = []
-        with self._lock:
-            if plan.continued:
-                if self._open.was_evicted(plan.sequence_id, plan.state.last_activity_ms):
-                    return False
-            else:
-                if before is not None:  # (the sequence it replaces: reaped, interrupted)
-                    self._open.release(self.sequences.sequence_id_of(key, before))
-                while not self._open.has_room():
-                    victim = self._open.least_recent_idle()
-                    if victim is None:
-                        self._lock.wait()
-                        continue
-                    sequence_id, (victim_key, victim_state) = victim
-                    self._open.evict(sequence_id, victim_state.last_activity_ms)
-                    evicted.append((victim_key, victim_state))
-                    self.evictions += 1
-            self._open.hold(plan.sequence_id, key, plan.state)
-        for victim_key, victim_state in evicted:  # (before the START: its slot is needed)
-            self._evict(victim_key, victim_state, plan.state.last_activity_ms)
-        return True
-
-    def _answered(self, key: Any, plan: RecordPlan) -> None:
-        """Keep the plan's sequence open (most recently used), or let it go if it ended."""
-        with self._lock:
-            if plan.state.open:
-                self._open.answered(plan.sequence_id, key, plan.state)
-            else:
-                self._open.release(plan.sequence_id)
-            self._lock.notify_all()
-
-    def _let_go(self, sequence_id: str) -> None:
-        with self._lock:
-            self._open.release(sequence_id)
-            self._lock.notify_all()
-
-    def _evict(self, key: Any, state: KeySequence, now_ms: int) -> None:
+    def _evict(self, victim: Held, now_ms: int) -> None:
         """END a sequence to free its slot for another key (unless Triton reaped it by
         ``now_ms``, the evicting record's time: an END would meet a 400)."""
+        key, state = victim
         if not self.sequences.reaped(state, now_ms):
-            end = self.sequences.end(state, key).end
-            assert end is not None
-            self._end(end)
-        with self._lock:
-            since, count = self._eviction_window
-            now = time.monotonic()
-            if now - since >= EVICTION_WARNING_SECONDS:
-                since, count = now, 0
-            self._eviction_window = (since, count + 1)
-            if count + 1 != self.budget:
-                return
-        budget = self.sequences.budget
-        log.warning(
-            "Model %s: this subtask ended %d least recently used sequence(s) within %g s to free "
-            "slots for other keys (its budget: %s). Each evicted key that returns starts a new "
-            "sequence, replaying its last %d input(s) ('sequence-replay-records'). More keys "
-            "are live per subtask than its budget holds: give the model more sequence slots, "
-            "raise the parallelism, or set 'sequence-slots' if the model has room.",
-            self.context.model, self.budget, EVICTION_WARNING_SECONDS,
-            budget.describe() if budget is not None else "none",
-            self.sequences.policy.replay_records)
+            self._end_decided(key, state)
+        if self._held.evicting_often():
+            log.warning(
+                "Model %s: this subtask ended %d least recently used sequence(s) within %g s "
+                "to free slots for other keys (its budget: %s). Each evicted key that returns "
+                "starts a new sequence, replaying its last %d input(s) "
+                "('sequence-replay-records'). More keys are live per subtask than its budget "
+                "holds: give the model more sequence slots, raise the parallelism, or set "
+                "'sequence-slots' if the model has room.", self.context.model, self.budget,
+                EVICTION_WARNING_SECONDS, self._held.budget.describe(),
+                self.sequences.policy.replay_records)
 
     def _no_slot_error(self, plan: RecordPlan, error: TritonRequestError) -> TritonRequestError:
-        budget = self.sequences.budget
-        slots = (f"the model has {budget.slots} and this subtask's budget is "
-                 f"{budget.describe()}" if budget is not None else "no budget is set")
+        budget = self._held.budget
         return TritonRequestError(
             f"The START of sequence {plan.sequence_id} waited "
             f"{format_duration(self._start_wait)} in Triton's backlog without getting a "
-            f"sequence slot of model {self.context.model}: {slots}, and every slot was held "
-            "(by another job or client of the model, or because 'sequence-slots' is above "
-            "this subtask's share). Give the model more slots (instances; max_batch_size for "
+            f"sequence slot of model {self.context.model}: the model has {budget.slots} and "
+            f"this subtask's budget is {budget.describe()}, and every slot was held (by "
+            "another job or client of the model, or because 'sequence-slots' is above this "
+            "subtask's share). Give the model more slots (instances; max_batch_size for "
             "Direct, max_candidate_sequences for Oldest) or lower 'sequence-slots'. Triton "
             f"said: {error}")
 
@@ -307,11 +254,12 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
             self._send([self._request(self.sequences.abandoned_end(plan))],
                        within=ABANDONED_END_SECONDS)
         except TritonRequestError as error:
+            self._held.linger(plan.sequence_id, plan.state.last_activity_ms)
             log.debug("Could not end the abandoned sequence %s of model %s: %s",
                       plan.sequence_id, self.context.model, error)
 
     def _log_restart(self, plan: RecordPlan, error: TritonRequestError) -> None:
-        with self._lock:
+        with self._counts:
             restarts = self._restarts.count()
         if restarts:
             log.warning(
@@ -324,26 +272,33 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
     def end_if_idle(self, state: KeySequence | None, key: Any,
                     now_ms: int) -> KeySequence | None:
         """At the key's idle timer: END its sequence if it is idle; returns the new state."""
-        state = self._unless_evicted(key, state, now_ms)
+        state = self._held.unless_evicted(key, state, now_ms)
         plan = self.sequences.idle(state, key, now_ms)
         if plan is None:
             return state
-        if not plan.state.open:
-            assert state is not None
-            self._let_go(self.sequences.sequence_id_of(key, state))
-        if plan.end is not None and self._end(plan.end):
-            with self._lock:
-                self.idle_ends += 1
+        assert state is not None
+        if plan.end is not None:
+            if self._end_decided(key, state):
+                with self._counts:
+                    self.idle_ends += 1
+        elif not plan.state.open:  # (Triton reaped it, or an older incarnation opened it)
+            self._held.let_go(self.sequences.sequence_id_of(key, state))
         return plan.state
 
-    def _end(self, end: Send) -> bool:
-        """Send an END the function decided on (no record asked for it); whether it worked."""
+    def _end_decided(self, key: Any, state: KeySequence) -> bool:
+        """Send the END of the key's open sequence that the function decided on (no record
+        asked for it: idle, or evicted), and let its slot go; whether it worked. A failed END
+        keeps the slot counted until Triton would reap the sequence."""
+        end = self.sequences.flush_end(state, key)
+        sequence_id = end.sequence.sequence_id
+        self._held.let_go(sequence_id)
         try:
             self._send([self._request(end)])
             return True
         except TritonRequestError as error:  # Triton reaps it later, untold: not fatal
+            self._held.linger(sequence_id, state.last_activity_ms)
             log.warning("Could not end sequence %s of model %s (Triton drops it after "
-                        "max_sequence_idle_microseconds): %s", end.sequence.sequence_id,
+                        "max_sequence_idle_microseconds): %s", sequence_id,
                         self.context.model, error)
             return False
 
@@ -352,8 +307,7 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
         task is cancelled): one attempt each, all within ``within`` seconds, and none after a
         sign that the server is unwell (the others would wait as long). Triton reaps what is
         left, untold."""
-        with self._lock:
-            pending = self._open.take_all()
+        pending = self._held.take_all()
         if not pending:
             return
         context = self.context
@@ -364,8 +318,7 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            end = self.sequences.end(state, key).end
-            assert end is not None
+            end = self.sequences.flush_end(state, key)
             try:
                 self._send([self._request(end)], within=left)
                 ended += 1
@@ -407,7 +360,7 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
 
     def _count(self, state: KeySequence | None, plan: RecordPlan) -> None:
         if plan.sends[0].sequence.start:
-            with self._lock:
+            with self._counts:
                 self.started += 1
                 self.restarted += state is not None and state.replaceable
                 self.replayed += plan.replayed
@@ -417,7 +370,7 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
             self.end_open_sequences()
         finally:
             self.context.close()
-            with self._lock:
+            with self._counts:
                 transports, self._transports = self._transports, []
             for transport in transports:
                 transport.close()

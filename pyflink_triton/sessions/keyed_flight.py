@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ WAITING_PER_THREAD = 64
 @dataclass
 class _Record:
     index: int  # its place among the records since the last drain
+    identity: Hashable  # the key as Flink tells keys apart
     key: Any
     state: KeySequence | None  # the key's state in Flink (used for its first record only)
     values: Sequence[Any]
@@ -40,12 +41,13 @@ class _Record:
 @dataclass
 class Drained:
     """What the records since the last drain gave: ``results`` in the order the records came
-    (each the tag given to submit() and the result), and per key the state Flink had before
-    its first record (``before``) and the state after its last (``after``)."""
+    (each the tag given to submit() and the result), and per key (by its identity) the state
+    Flink had before its first record (``before``) and the state after its last
+    (``after``)."""
 
     results: list[tuple[Any, Any]] = field(default_factory=list)
-    before: dict[Any, KeySequence | None] = field(default_factory=dict)
-    after: dict[Any, KeySequence | None] = field(default_factory=dict)
+    before: dict[Hashable, KeySequence | None] = field(default_factory=dict)
+    after: dict[Hashable, KeySequence | None] = field(default_factory=dict)
 
 
 class KeysInFlight:
@@ -65,40 +67,41 @@ class KeysInFlight:
         """Records submitted since the last drain."""
         return len(self._tags)
 
-    def submit(self, tag: Any, key: Any, state: KeySequence | None, values: Sequence[Any],
-               end: bool, now_ms: int) -> None:
+    def submit(self, tag: Any, identity: Hashable, key: Any, state: KeySequence | None,
+               values: Sequence[Any], end: bool, now_ms: int) -> None:
         """Queue one record of ``key`` (``state``: the key's state in Flink) to be sent after
-        the key's earlier ones; ``tag`` comes back with its result. Blocks while many records
-        wait to be sent."""
+        the key's earlier ones; ``tag`` comes back with its result. ``identity`` tells keys
+        apart as Flink does (its serialized key: Python's == would merge 0.0 and -0.0, split
+        NaNs and refuse lists). Blocks while many records wait to be sent."""
         self._room.acquire()
         with self._lock:
-            record = _Record(len(self._tags), key, state, values, end, now_ms)
+            record = _Record(len(self._tags), identity, key, state, values, end, now_ms)
             self._tags.append(tag)
-            self._drained.before.setdefault(key, state)
-            queue = self._queues.get(key)
+            self._drained.before.setdefault(identity, state)
+            queue = self._queues.get(identity)
             if queue is not None:  # (a thread is on the key: it takes this one next)
                 queue.append(record)
                 return
-            self._queues[key] = deque([record])
-        self._pool.submit(self._run, key)
+            self._queues[identity] = deque([record])
+        self._pool.submit(self._run, identity)
 
-    def _run(self, key: Any) -> None:
+    def _run(self, identity: Hashable) -> None:
         """Send the key's records, one after another, until its queue is empty."""
         while True:
             with self._lock:
-                queue = self._queues[key]
+                queue = self._queues[identity]
                 if not queue:
-                    del self._queues[key]
+                    del self._queues[identity]
                     self._lock.notify_all()
                     return
                 record = queue.popleft()
                 # (the key's first record takes Flink's state; the next, the one before gave)
-                state = self._drained.after.get(key, record.state)
+                state = self._drained.after.get(identity, record.state)
             try:
                 if self._failure is not None:  # (the job fails: send nothing more)
                     raise _Skipped()
-                result, after = self._session.infer(state, key, record.values, record.end,
-                                                    record.now_ms)
+                result, after = self._session.infer(state, record.key, record.values,
+                                                    record.end, record.now_ms)
             except BaseException as error:  # (reported by drain(), in record order)
                 with self._lock:
                     if not isinstance(error, _Skipped) and (
@@ -109,7 +112,7 @@ class KeysInFlight:
                 continue
             with self._lock:
                 self._results[record.index] = result
-                self._drained.after[key] = after
+                self._drained.after[identity] = after
             self._room.release()
 
     def drain(self) -> Drained:

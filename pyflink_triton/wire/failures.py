@@ -17,6 +17,10 @@ from .request import ModelRef
 # Triton's answer (HTTP 400, gRPC INVALID_ARGUMENT) to a request without START in a sequence it
 # does not know: never started, already ended, reaped when idle, or lost in a restart.
 UNKNOWN_SEQUENCE = "must specify the START flag"
+# Triton's answer (HTTP 503, gRPC UNAVAILABLE) to a START that waited in its backlog for a free
+# sequence slot for longer than the request's 'timeout' parameter: sending it again would wait
+# again.
+SEQUENCE_BACKLOG_EXPIRED = "timeout of the corresponding sequence has been expired"
 
 # TLS errors that say a connection was cut rather than refused: transient, like a reset.
 _TLS_TRANSPORT_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError,
@@ -84,7 +88,7 @@ def server_error(endpoint: Endpoint, model: ModelRef, status: int | str, detail:
     what = f"HTTP {status}" if isinstance(status, int) else f"gRPC {status}"
     return TritonServerError(
         f"The Triton server at {endpoint} answered {what} for model {model}: "
-        f"{detail}{_hint(status, detail)}", status)
+        f"{detail}{_hint(status, detail)}", status, final=SEQUENCE_BACKLOG_EXPIRED in detail)
 
 
 def unreadable_response(endpoint: Endpoint, model: ModelRef, reason: str,
@@ -97,6 +101,11 @@ def unreadable_response(endpoint: Endpoint, model: ModelRef, reason: str,
 def unknown_sequence(error: TritonRequestError) -> bool:
     """Whether Triton refused the request because it does not know its sequence."""
     return isinstance(error, TritonServerError) and UNKNOWN_SEQUENCE in str(error)
+
+
+def no_sequence_slot(error: TritonRequestError) -> bool:
+    """Whether Triton gave up a START that waited in its backlog for a sequence slot."""
+    return isinstance(error, TritonServerError) and SEQUENCE_BACKLOG_EXPIRED in str(error)
 
 
 def _ssl_reason(error: BaseException) -> str:

@@ -1,6 +1,6 @@
 """Cluster job: keys with requests in flight together (keyed sequences, concurrency on).
 
-Elements ``(key, x)`` for x = 1..rows from a replayable source, the keys k0..k11 taking turns
+Elements ``(key, x)`` for x = 1..rows from a replayable source, the keys k0..k3 taking turns
 (``key_of``); no record ends a sequence, so each key holds one sequence per incarnation
 (ended by its idle timer or at the end of the input). The table goes to a keyed DataStream,
 through ``keyed_sequence_map`` on MODEL (a running_total: the sum of X per sequence) with up
@@ -23,9 +23,10 @@ from pyflink_triton import TritonKeyedSequenceFunction, keyed_sequence_map
 
 from flink_cluster import file_sink, sequence_source
 
-KEYS = 12
-# Below the test models' max_sequence_idle_microseconds (5 s), above a key's turn even while
-# the model is slowed: keys go idle only when the input ends, or the job is down.
+KEYS = 4
+# Below the test models' max_sequence_idle_microseconds (5 s), well above a key's turn even
+# while the model is slowed (test_failover's 4 rows a second: each key has a record in each
+# second's rows): keys go idle only when the input ends, or the job is down.
 IDLE_TIMEOUT = "4 s"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -259,28 +260,41 @@ def kill_with_keys_in_flight(cluster: FlinkCluster, job: str, repository: FaultR
     """Once ``model`` (answering ``delay`` s after a request arrives) logged ``requests``
     requests, a checkpoint completed after that, and ``keys`` keys have a request at the model
     that arrived in the last ``delay / 2`` s (so unanswered for another ``delay / 2`` s at
-    least), SIGKILL the TaskManager running the job (and its Python workers); wait until the
-    job runs again. Returns the times just before and just after the kill."""
+    least), SIGKILL the TaskManager running the job and its Python workers; wait until the
+    job runs again. Returns the times just before the kill and once the workers were dead."""
     repository.wait_for_records(model, requests, timeout=90)
     # (+2: a checkpoint whose barrier came after those requests, not one under way already)
     cluster.wait_for_checkpoints(job, cluster.completed_checkpoints(job) + 2, timeout=60)
     [victim, *_] = cluster.taskmanagers_of(job)
+    # Its processes, found now: a scan of /proc between the detection and the kill would eat
+    # into the ``delay / 2`` s the requests stay unanswered (a large part of it on a loaded
+    # machine). The workers run as long as the job does; none starts in between.
+    workers = victim.children()
+    assert workers, f"TaskManager {victim.name} runs no Python worker"
     deadline = time.monotonic() + timeout
     while True:
-        now = time.time()
-        recent = keys_in_flight(by_sequence(repository.records(model), base), base,
-                                now - delay / 2, now)
+        lines = repository.records(model)
+        now = time.time()  # (after the read: every line logged by now is in ``lines``)
+        recent = keys_in_flight(by_sequence(lines, base), base, now - delay / 2, now)
         if len(recent) >= keys:
             break
         if time.monotonic() > deadline:
             raise AssertionError(
                 f"in {timeout:g} s, never {keys} keys' requests at the model at once (one "
                 f"subtask with 'max-concurrent-requests' > 1): the last requests were "
-                f"{repository.records(model)[-10:]}")
+                f"{lines[-10:]}")
         time.sleep(0.01)
     before = time.time()
-    cluster.kill_taskmanager(victim)
-    after = time.time()
+    for proc in (*workers, victim.proc):  # (the workers first: they send the requests)
+        proc.send(signal.SIGKILL)
+    gone_by = time.monotonic() + 10
+    while any(proc.alive() for proc in workers):
+        assert time.monotonic() < gone_by, f"Python workers alive after SIGKILL: {workers}"
+        time.sleep(0.005)
+    after = time.time()  # (no request sent or answer taken after this)
+    victim.process.wait(10)
+    log.info("detected %d keys in flight %.3f s before the kill, all dead %.3f s after it",
+             len(recent), before - now, after - before)
     cluster.wait_for_recovery(job, min_attempt=1, timeout=90)
     assert cluster.restored_checkpoint(job) is not None, "restarted from a checkpoint"
     return before, after
@@ -288,16 +302,19 @@ def kill_with_keys_in_flight(cluster: FlinkCluster, job: str, repository: FaultR
 
 def test_a_taskmanager_killed_while_keys_have_requests_in_flight(
         flink_cluster, server, fault_repository, tmp_path):
-    """One subtask (parallelism 1) with up to 8 keys' requests in flight; the model slowed to
-    ``delay`` a request, on 4 instances, so that several keys' requests are at it
-    together. The TaskManager is killed while at least 2 keys have a request there without an
-    answer: no reading is lost or committed twice, every committed total is the model's,
-    no sequence ID gets a request after the failover, and each key's new sequence begins
-    with its replayed inputs."""
-    rows, rate, base, replay, delay = 180, 6, "inflight", 3, 0.3
+    """One subtask (parallelism 1) with its keys' requests in flight together (up to 8); the
+    model slowed to ``delay`` a request, on 4 instances, so that several keys' requests are
+    at it together. The TaskManager is killed while at least 2 keys have a request there
+    without an answer: no reading is lost or committed twice, every committed total is the
+    model's, no sequence ID gets a request after the failover, and each key's new sequence
+    begins with its replayed inputs."""
+    rows, rate, base, replay, delay = 120, 4, "inflight", 3, 0.6
     keys, model = keyed_in_flight.KEYS, RUNNING_TOTAL_4INSTANCES
-    # (rate x delay: the model busy ~45% of the time, no backlog to hold up the checkpoints;
-    # each key has a record every 2 s, within its idle timeout)
+    # (a delay long enough that the kill, detected with delay / 2 to go, lands well before
+    # the answers; the datagen source emits each second's 4 rows at once: the 4 keys'
+    # requests together, one round of the model's 4 instances, busy ~60% of the time, no
+    # backlog to hold up the checkpoints; each key has a record every second, far within its
+    # idle timeout (4 s); 30 s of input)
     fault_repository.set_delay(delay)
     job = flink_cluster.submit(JOBS / "keyed_in_flight.py", tmp_path / "out", endpoint(server),
                                base, model, replay, 8, rows, rate, parallelism=1)
@@ -344,7 +361,10 @@ def test_a_taskmanager_killed_while_keys_have_requests_in_flight(
     for line in in_flight.values():
         assert sequences[line["corrid"]][-1] == line, sequences[line["corrid"]]
     # No key went idle before the kill: each key's restored state held its sequence open.
-    assert not any(line["flush"] for line in old), "a key went idle: slow the source less"
+    # (Only the killed incarnation's requests, all sent before the kill (above), so however
+    # slow the restart: the restored keys' timers, due by then, END no old ID by design.)
+    idle = [line for line in old if line["flush"]]
+    assert not idle, f"a key went idle before the kill: slow the source less: {idle}"
     # Every key starts again in a new sequence, warmed up with its last inputs before the
     # checkpoint; each sequence a clean running total; all ended when the input ended.
     interrupted, warmed_up = assert_keyed_failover(sequences, base, replay)

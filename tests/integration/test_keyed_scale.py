@@ -13,6 +13,7 @@ output.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections import defaultdict
 from typing import Any
@@ -47,6 +48,9 @@ ELEMENT = Types.ROW_NAMED(["key", "x"], [Types.STRING(), Types.LONG()])
 # The models' max_sequence_idle_microseconds (make_fault_repository's default): Triton's reaper
 # frees a slot held by a silent sequence after this long.
 REAPER_SECONDS = 5.0
+# Triton's answer (HTTP 503) to a START whose 'timeout' request parameter expired while it
+# waited in the backlog for a sequence slot.
+TRITON_BACKLOG_EXPIRED = "timeout of the corresponding sequence has been expired"
 
 
 @pytest.fixture(scope="module")
@@ -138,18 +142,32 @@ def test_forty_keys_share_two_sequence_slots_by_eviction_and_replay(
         # Only a stall of the job could end a key as idle (its next sequence would not replay).
         "sequence-idle-timeout": "4 s"}), rows, parallelism=2)
     took = time.monotonic() - began
-    assert took < 60, f"the job took {took:.1f} s"
+    # (only a hang guard: it counts the job's start-up, slow on a loaded machine; the stalls
+    # the issue is about are checked on the model's log below)
+    assert took < 180, f"the job took {took:.1f} s"
 
     lines = logged_once_ended(fault_repository, RUNNING_TOTAL_2SLOTS, "acc")
     own = own_request_of_each_reading(lines, len(rows))
     assert_outputs_are_logged_totals(outputs, rows, own)
     unknown = [line for line in lines if line["unknown"]]
     assert not unknown, f"requests into sequences the model did not know: {unknown[:5]}"
-    times = sorted(line["time"] for line in lines)
-    gap = max(b - a for a, b in itertools.pairwise(times))
-    assert gap < 4.0, f"a {gap:.2f} s stall between requests (a START in Triton's backlog?)"
-
     sequences = by_sequence(lines, "acc")
+    # No START waited in Triton's backlog (the model logs a request once it has a slot): in
+    # each subtask's stream of requests that its records asked for (their own and the replays
+    # that warm up a returning key; not the flush ENDs, of which those at close come once the
+    # results are in), no stall near the reaper's interval (a key's START that waited for the
+    # reaper would be logged that long after the subtask's request before it).
+    subtasks: dict[str, list[float]] = defaultdict(list)
+    for line in lines:
+        if not line["flush"]:
+            subtasks[keyed_id_parts(line["corrid"], "acc")[1]].append(line["time"])
+    for incarnation, times in subtasks.items():
+        times.sort()
+        gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+        assert gap < REAPER_SECONDS - 1, (
+            f"subtask {incarnation}: a {gap:.2f} s stall between requests (a START in "
+            "Triton's backlog?)")
+
     keys_of = {r.x: r.key for r in rows}
     mixed = {sid: keys for sid, seq in sequences.items()
              if len(keys := {keys_of[line["x"]] for line in seq}) > 1}
@@ -287,36 +305,51 @@ def test_a_start_that_would_wait_in_the_backlog_fails_naming_the_slots(
         f"b{k}" for k in range(keys - 1)], sorted(sequences)
     assert all(seq[0]["start"] and not seq[0]["replay"] for seq in sequences.values()), lines
     assert not [line for line in lines if line["unknown"]], lines
-    # Before Triton's reaper could free a slot. The job's keys holding them send nothing while
-    # the last key's record waits (measured: a subtask sends an input chunk's records, then
-    # waits for all their answers), so a START still waiting when the reaper drops them gets
-    # a slot: the misconfiguration would go unreported, each such START stalling for the
-    # reaper's interval (the symptom of issue 17), and the outcome would be a race.
-    waited = failed_at - first
+    # Before Triton's reaper could free a slot, as the server tells it. The job's keys holding
+    # them send nothing while the last key's record waits (measured: a subtask sends an input
+    # chunk's records, then waits for all their answers), so a START still waiting when the
+    # reaper drops them gets a slot: the misconfiguration would go unreported, each such START
+    # stalling for the reaper's interval (the symptom of issue 17), and the outcome would be a
+    # race. Triton itself gave the START up: it never reached the model (above), and Triton's
+    # 503 says its 'timeout' (the wait the message names) expired in the backlog, a wait below
+    # the reaper's interval, so no slot had been freed when Triton answered. (Not timed on the
+    # client: the job's failure reaches it seconds later on a loaded machine.)
+    assert "HTTP 503" in message and TRITON_BACKLOG_EXPIRED in message, message[-3000:]
+    named = re.search(r"waited (\d+) (ms|µs) in Triton's backlog", message)
+    assert named, message[-3000:]
+    waited = int(named[1]) / (1e3 if named[2] == "ms" else 1e6)
     assert waited < REAPER_SECONDS, (
-        f"the job failed {waited:.1f} s after its first START reached the model, not before "
-        f"the model's reaper interval ({REAPER_SECONDS:g} s): the last START waited that long "
-        "for a slot")
+        f"the START waited {named[1]} {named[2]} in Triton's backlog, not less than the "
+        f"model's reaper interval ({REAPER_SECONDS:g} s): a slot could have been freed")
+    # (only a hang guard: the job failed, rather than waited on)
+    assert failed_at - first < REAPER_SECONDS + 20, (
+        f"the job failed {failed_at - first:.1f} s after its first START reached the model")
 
 
-def test_open_sequences_never_exceed_the_budget(server, fault_repository, stream_env):
+@pytest.mark.parametrize("concurrency", [None, "1"], ids=["keys-in-flight", "one-at-a-time"])
+def test_open_sequences_never_exceed_the_budget(server, fault_repository, stream_env,
+                                                concurrency):
     """running_total has 256 slots, so Triton would take 10 keys' sequences at once; with
     'sequence-slots' = 2 the subtask holds at most 2 open, evicting the least recently
-    used."""
+    used. Both ways of sending: keys in flight together (the default 'max-concurrent-requests',
+    results at each input chunk's end) and 'max-concurrent-requests' = '1' (one record at a
+    time, each result emitted at once)."""
+    base = "budget" if concurrency is None else f"budget{concurrency}"
     rows = interleaved(10, 5, "e")
     readings = readings_by_key(rows)
-    outputs = run_keyed(stream_env, scale_function(server, RUNNING_TOTAL, "budget", **{
+    extra = {} if concurrency is None else {"max-concurrent-requests": concurrency}
+    outputs = run_keyed(stream_env, scale_function(server, RUNNING_TOTAL, base, **{
         "sequence-slots": "2", "sequence-replay-records": "1",
         # Only a stall of the job could end a key as idle (its next sequence would not replay).
-        "sequence-idle-timeout": "4 s"}), rows, parallelism=1)
+        "sequence-idle-timeout": "4 s", **extra}), rows, parallelism=1)
 
-    lines = logged_once_ended(fault_repository, RUNNING_TOTAL, "budget")
+    lines = logged_once_ended(fault_repository, RUNNING_TOTAL, base)
     # running_total has one instance: the log's order is the order the model ran them in.
     most = max_open_sequences(lines)
     assert most == 2, f"{most} sequences open at once with a budget of 2"
     own = own_request_of_each_reading(lines, len(rows))
     assert_outputs_are_logged_totals(outputs, rows, own)
-    sequences = by_sequence(lines, "budget")
-    evicted = assert_key_runs(sequences, "budget", readings, replay_records=1)
+    sequences = by_sequence(lines, base)
+    evicted = assert_key_runs(sequences, base, readings, replay_records=1)
     assert evicted >= len(readings) - 2, f"only {evicted} evictions"
     assert_no_live_sequences(server.http_port, RUNNING_TOTAL, sequences)

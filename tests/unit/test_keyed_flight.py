@@ -121,8 +121,8 @@ class Flight:
                state: KeySequence | None = None, tag: Any = None) -> None:
         """The record ``key``/``value`` tagged ``tag`` (by default (key, value)); its time:
         the wall clock (the session's evictions decide by it)."""
-        self.keys.submit((key, value) if tag is None else tag, key, state, [value], end,
-                         int(time.time() * 1000))
+        self.keys.submit((key, value) if tag is None else tag, key.encode(), key, state,
+                         [value], end, int(time.time() * 1000))
 
 
 @pytest.fixture
@@ -222,8 +222,8 @@ def test_before_and_after_states_per_key(flight):
     f.submit("a", 2)
     f.submit("b", 20, end=True)
     first = f.keys.drain()
-    assert first.before == {"a": None, "b": None}
-    a, b = first.after["a"], first.after["b"]
+    assert first.before == {b"a": None, b"b": None}
+    a, b = first.after[b"a"], first.after[b"b"]
     assert (a.incarnation, a.number, a.open, a.recent) == ("inc1", 0, True, ((1,), (2,)))
     assert a.idle_timer_ms == a.last_activity_ms + 5000
     assert (b.number, b.open, b.recent) == (0, False, ())
@@ -233,10 +233,10 @@ def test_before_and_after_states_per_key(flight):
     f.submit("c", 100)
     second = f.keys.drain()
     assert second.results == [(("a", 3), 6), (("b", 30), 30), (("c", 100), 100)]
-    assert second.before == {"a": a, "b": b, "c": None}
-    assert second.after["a"].recent == ((2,), (3,))
-    assert second.after["b"].number == 1  # (a new sequence after b's END)
-    assert set(second.after) == {"a", "b", "c"}
+    assert second.before == {b"a": a, b"b": b, b"c": None}
+    assert second.after[b"a"].recent == ((2,), (3,))
+    assert second.after[b"b"].number == 1  # (a new sequence after b's END)
+    assert set(second.after) == {b"a", b"b", b"c"}
 
 
 def test_a_keys_next_record_takes_the_state_its_record_before_returned(flight):
@@ -244,15 +244,15 @@ def test_a_keys_next_record_takes_the_state_its_record_before_returned(flight):
     not used: the key's sequence goes on from its record before."""
     f = flight(sequence_replay_records="2")
     f.submit("a", 1)
-    stored = f.keys.drain().after["a"]
+    stored = f.keys.drain().after[b"a"]
     stale = KeySequence("inc0", 7, True, 0, 5000, ((99,),))  # (an old incarnation's state)
     f.submit("a", 2, state=stored)
     f.submit("a", 3, state=stale)
     f.submit("a", 4, state=None)
     drained = f.keys.drain()
     assert [result for _, result in drained.results] == [3, 6, 10]
-    assert drained.before == {"a": stored}
-    assert drained.after["a"].recent == ((3,), (4,))
+    assert drained.before == {b"a": stored}
+    assert drained.after[b"a"].recent == ((3,), (4,))
     assert [(c.value, c.sequence_id, c.start) for c in f.triton.of("a")] == [
         (1, "sensors-a-inc1-0", True), (2, "sensors-a-inc1-0", False),
         (3, "sensors-a-inc1-0", False), (4, "sensors-a-inc1-0", False)]
@@ -314,7 +314,7 @@ def test_a_failure_with_a_fallback_is_a_result(flight):
     f.submit("b", 10)
     drained = f.keys.drain()
     assert drained.results == [(("a", 1), 1), (("a", 2), -1), (("a", 3), 4), (("b", 10), 10)]
-    assert drained.after["a"].number == 1  # (a new sequence after the failure, replaying 1)
+    assert drained.after[b"a"].number == 1  # (a new sequence after the failure, replaying 1)
 
 
 def test_close_after_a_drain_stops_the_threads(flight):
@@ -395,7 +395,7 @@ def test_a_start_waits_while_every_open_sequence_is_in_flight_and_evicts_an_idle
                                       "sequenceSlotBudget": 2}
     # a returns: its sequence was evicted, so it starts anew with the replay, evicting c's
     # (answered before b's)
-    f.submit("a", 2, state=drained.after["a"])
+    f.submit("a", 2, state=drained.after[b"a"])
     assert f.keys.drain().results == [(("a", 2), 3)]
     assert [(c.value, c.sequence_id, c.parameters) for c in f.triton.calls[4:]] == [
         (100, "sensors-c-inc1-0", FLUSHED),
@@ -414,7 +414,7 @@ def test_many_keys_over_a_small_budget_keep_their_totals(flight):
         for key in keys:
             f.submit(key, value, state=states.get(key))
         drained = f.keys.drain()
-        states.update(drained.after)
+        states.update({k.decode(): v for k, v in drained.after.items()})
         assert [result for _, result in drained.results] == [
             value * (value + 1) // 2] * len(keys), value
     assert f.triton.most_open <= 2
@@ -446,6 +446,6 @@ def test_random_keys_over_a_small_budget_are_running_totals(flight, seed):
             f.submit(key, value, end=end, state=states.get(key), tag=(key, n))
         drained = f.keys.drain()
         assert drained.results == expected
-        states.update(drained.after)
+        states.update({k.decode(): v for k, v in drained.after.items()})
     assert f.triton.most_open <= 3
     assert f.triton.overlaps == []

@@ -1470,7 +1470,8 @@ def test_close_names_the_last_failure_even_when_it_did_not_stop_it(harness, capl
 import logging  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
-from pyflink_triton.errors import SEQUENCE_BACKLOG_EXPIRED  # noqa: E402
+from pyflink_triton.wire.failures import SEQUENCE_BACKLOG_EXPIRED, server_error  # noqa: E402
+from pyflink_triton.wire.request import ModelRef  # noqa: E402
 
 # 2 sequence slots (Oldest, 1 instance): a budget of 2 at parallelism 1.
 TWO_SLOTS = {**CONFIG, "sequence_batching": {"max_sequence_idle_microseconds": "10000000",
@@ -1701,7 +1702,7 @@ def test_a_warning_when_a_subtask_evicts_its_budget_within_a_minute(harness, cap
 
 def test_the_eviction_warning_counts_evictions_within_a_minute(harness, caplog, monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr("pyflink_triton.sessions.keyed.time",
+    monkeypatch.setattr("pyflink_triton.sessions.keyed_slots.time",
                         SimpleNamespace(time=time.time, monotonic=lambda: clock[0]))
     h = budgeted(harness)  # (its window starts on this clock)
     warned = []
@@ -1755,7 +1756,7 @@ def test_a_start_that_got_no_slot_fails_naming_the_slots_and_is_not_retried(harn
     h = budgeted(harness, max_retries="3", retry_initial_backoff="1ms",
                  retry_max_backoff="1ms")
     h.infer("a", 1)
-    h.triton.fail[2] = TritonServerError(BACKLOG_503, 503)
+    h.triton.fail[2] = TritonServerError(BACKLOG_503, 503, final=True)
     with pytest.raises(TritonRequestError) as info:
         h.infer("b", 10)
     message = str(info.value)
@@ -1772,7 +1773,7 @@ def test_a_start_that_got_no_slot_fails_naming_the_slots_and_is_not_retried(harn
 def test_a_start_that_got_no_slot_frees_its_place_in_the_budget(harness):
     h = budgeted(harness, default_value="-1", max_retries="3")
     h.infer("a", 1)
-    h.triton.fail[2] = TritonServerError(BACKLOG_503, 503)
+    h.triton.fail[2] = TritonServerError(BACKLOG_503, 503, final=True)
     assert h.infer("b", 10) == -1
     assert len(h.triton.requests) == 2
     assert not h.states["b"].open
@@ -1788,7 +1789,8 @@ def test_a_start_that_got_no_slot_frees_its_place_in_the_budget(harness):
 @pytest.mark.parametrize("status", [503, "UNAVAILABLE"])
 def test_tritons_backlog_expiry_is_not_retryable(status):
     """Sending the START again would wait in the backlog again; other 503s are retried."""
-    expired = TritonServerError(f"{status}: {SEQUENCE_BACKLOG_EXPIRED}", status)
+    endpoint = TritonOptions.from_dict(KEYED).endpoint
+    expired = server_error(endpoint, ModelRef("m"), status, SEQUENCE_BACKLOG_EXPIRED)
     assert not expired.retryable
     assert not pickle.loads(pickle.dumps(expired)).retryable
-    assert TritonServerError(f"{status}: server is busy", status).retryable
+    assert server_error(endpoint, ModelRef("m"), status, "server is busy").retryable

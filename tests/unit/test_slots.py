@@ -161,13 +161,13 @@ def opened(budget: int, *ids: str, forget_after_ms: int = 1000) -> OpenSequences
 
 def test_room_within_the_budget():
     sequences = OpenSequences(2, 1000)
-    assert len(sequences) == 0 and sequences.has_room()
+    assert len(sequences) == 0 and sequences.has_room(0)
     sequences.hold("a", "ka", 1)
-    assert len(sequences) == 1 and sequences.has_room()
+    assert len(sequences) == 1 and sequences.has_room(0)
     sequences.hold("b", "kb", 1)
-    assert len(sequences) == 2 and not sequences.has_room()
+    assert len(sequences) == 2 and not sequences.has_room(0)
     assert sequences.release("a") == ("ka", 1)
-    assert sequences.has_room()
+    assert sequences.has_room(0)
 
 
 def test_least_recent_idle_is_the_least_recently_answered():
@@ -213,7 +213,7 @@ def test_a_failed_request_releases_its_sequence_and_busy_mark():
     assert sequences.release("b") == ("key-b", "b1")
     assert sequences.release("b") is None  # (twice, or never held: nothing)
     assert sequences.release("x") is None
-    assert len(sequences) == 1 and sequences.has_room()
+    assert len(sequences) == 1 and sequences.has_room(0)
     sequences.hold("b", "key-b", "b2")  # held anew: busy again, so a is chosen
     assert sequences.least_recent_idle()[0] == "a"
     sequences.answered("b", "key-b", "b2")
@@ -224,7 +224,7 @@ def test_a_failed_request_releases_its_sequence_and_busy_mark():
 def test_evict_frees_the_slot_and_marks_the_sequence():
     sequences = opened(2, "a", "b")
     assert sequences.evict("a", 500) == ("key-a", "state-a")
-    assert len(sequences) == 1 and sequences.has_room()
+    assert len(sequences) == 1 and sequences.has_room(0)
     assert sequences.least_recent_idle()[0] == "b"
     assert sequences.was_evicted("a", 600)
     assert not sequences.was_evicted("b", 600)
@@ -276,8 +276,30 @@ def test_take_all_gives_every_open_sequence_least_recent_first_and_forgets_them(
     sequences.hold("a", "key-a", "a2")  # busy ones too
     sequences.evict("b", 0)
     assert sequences.take_all() == [("key-c", "state-c"), ("key-a", "a2")]
-    assert len(sequences) == 0 and sequences.has_room()
+    assert len(sequences) == 0 and sequences.has_room(0)
     assert sequences.least_recent_idle() is None
     assert sequences.take_all() == []
     sequences.hold("d", "key-d", "d1")  # (usable after)
     assert len(sequences) == 1
+
+
+def test_a_sequence_whose_end_failed_keeps_its_slot_until_triton_would_reap_it():
+    held = OpenSequences(2, forget_after_ms=1000)
+    held.hold("a", "ka", "sa")
+    held.hold("b", "kb", "sb")
+    held.answered("a", "ka", "sa")
+    held.linger("a", until_ms=5000)  # (its END failed: Triton may hold it)
+    assert len(held) == 1 and not held.has_room(4999)
+    assert held.next_release_ms() == 5000
+    assert held.least_recent_idle() is None  # (a lingering slot is not evictable)
+    assert held.has_room(5000) and held.next_release_ms() is None
+
+
+def test_eviction_marks_are_forgotten_oldest_first_without_a_scan():
+    held = OpenSequences(1, forget_after_ms=100)
+    for n, at in enumerate((0, 10, 20)):
+        held.hold(f"s{n}", f"k{n}", "state")
+        held.evict(f"s{n}", at)
+    assert held.was_evicted("s2", 100)  # (s0 is forgotten, s1 and s2 are kept)
+    assert not held.was_evicted("s0", 100)
+    assert held.was_evicted("s1", 109) and not held.was_evicted("s1", 110)
