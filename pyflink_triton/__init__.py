@@ -5,6 +5,8 @@ Public entry points:
 - :func:`execute_sql` runs SQL in which ``CREATE MODEL ... 'provider' = 'triton'`` defines a
   function calling the model;
 - :func:`create_model` does the same from a dict of options;
+- :func:`ml_predict`: Flink's ``ML_PREDICT`` for a Table API ``Table`` (in SQL, execute_sql
+  translates ML_PREDICT of Triton models);
 - the adapters take that dict directly: :class:`TritonScalarFunction`,
   :class:`TritonAsyncScalarFunction` and :class:`TritonVectorizedFunction` (Table API / SQL;
   sync, async and vectorized), :class:`TritonMapFunction` and :class:`TritonAsyncFunction`
@@ -40,6 +42,7 @@ from .flink.table import (
 )
 from .options import TritonOptions
 from .sql.execute import execute_sql
+from .sql.table_api import ml_predict
 
 __version__ = "0.1.0"
 
@@ -62,5 +65,6 @@ __all__ = [
     "create_model",
     "execute_sql",
     "keyed_sequence_map",
+    "ml_predict",
     "vectorized_map",
 ]

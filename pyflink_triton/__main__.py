@@ -23,7 +23,8 @@ def run_sql_file(path: str, parallelism: int | None, endpoint: str | None) -> in
     """
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    from .sql.execute import execute_sql, split_statements
+    from .sql.execute import execute_sql
+    from .sql.tokens import split_statements
 
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     if not under_flink_run():

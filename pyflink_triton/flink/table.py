@@ -43,6 +43,7 @@ from pyflink.table.udf import (
     udf,
 )
 
+from ..codecs.columns import sql_type
 from ..codecs.signature import ColumnDeclaration, OutputDeclaration
 from ..errors import TritonConfigError, TritonRequestError
 from ..options import Mode, TritonOptions
@@ -104,6 +105,21 @@ class TritonFunction:
     @property
     def result_type(self) -> DataType:
         return self.inference.result_type
+
+    def declarations(self) -> tuple[list[tuple[str, str]], OutputDeclaration]:
+        """The function's columns as resolved, each ``(name, SQL type)``: the ``inputs`` and
+        ``output`` that give the same function without asking the server again."""
+        signature = self.inference.signature
+        inputs = [(c.name, sql_type(c.data_type)) for c in signature.inputs]
+        outputs: list[ColumnDeclaration] = [
+            (c.name, sql_type(c.data_type)) for c in signature.outputs]
+        return inputs, outputs if signature.row_output else outputs[0]
+
+    def with_options(self, options: Mapping[str, object]) -> TritonFunction:
+        """The function of the same model and columns with other ``options`` (their 'mode'
+        picks the class)."""
+        inputs, output = self.declarations()
+        return function_for(options, inputs, output)
 
     def as_udf(self, name: str | None = None) -> UserDefinedFunctionWrapper:
         """The PyFlink UDF to register (``create_temporary_function``) or call."""
@@ -278,6 +294,11 @@ def async_settings(options: TritonOptions) -> dict[str, str]:
 
 # The async models registered in each table environment, with their 'max-concurrent-requests'.
 _ASYNC_BOUNDS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def async_bounds(t_env: Any) -> dict[str, int]:
+    """The async models registered in ``t_env``, each with its 'max-concurrent-requests'."""
+    return dict(_ASYNC_BOUNDS.get(t_env, {}))
 
 
 def check_async_bound(bounds: Mapping[str, int], model: str, options: TritonOptions) -> None:

@@ -113,10 +113,17 @@ def test_the_example_job_runs_on_a_cluster_with_the_job_zip(bare_cluster, job_zi
     assert_seed_results({r["id"]: json.loads(r["what_triton_saw"]) for r in rows}, 200)
 
 
-def printed_reports(client_output: str) -> dict[int, dict]:
-    """The rows a SQL runner printed after its ``id<TAB>what_triton_saw`` header."""
+# The seed's SQL file, with the function call and with ML_PREDICT (the model's output column
+# is its tensor's name, OUTPUT0).
+SEED_SQL_FILES = {"seed_example.sql": "id\twhat_triton_saw",
+                  "seed_ml_predict.sql": "id\tOUTPUT0"}
+
+
+def printed_reports(client_output: str, header_line: str = "id\twhat_triton_saw"
+                    ) -> dict[int, dict]:
+    """The rows a SQL runner printed after its ``id<TAB><report column>`` header."""
     lines = client_output.splitlines()
-    header = lines.index("id\twhat_triton_saw")
+    header = lines.index(header_line)
     return {int(row_id): json.loads(report) for row_id, report in
             (line.split("\t", 1) for line in lines[header + 1:] if "\t" in line)}
 
@@ -125,33 +132,37 @@ def finished_jobs(cluster: FlinkCluster) -> dict[str, str]:
     return {j["jid"]: j["state"] for j in cluster._get("/jobs/overview")["jobs"]}
 
 
+@pytest.mark.parametrize("sql_file", SEED_SQL_FILES)
 def test_the_seed_sql_file_runs_on_a_cluster_through_the_sql_runner(bare_cluster, job_zip,
-                                                                    triton) -> None:
+                                                                    triton, sql_file) -> None:
     before = finished_jobs(bare_cluster)
     text = bare_cluster.flink_run(
         ["-p", 2, "-pyfs", job_zip, "-pym", "pyflink_triton",
-         "sql", ROOT / "sql" / "seed_example.sql", "--endpoint", triton.http_endpoint],
+         "sql", ROOT / "sql" / sql_file, "--endpoint", triton.http_endpoint],
         timeout=180)
-    assert_seed_results(printed_reports(text), 10)
+    assert_seed_results(printed_reports(text, SEED_SQL_FILES[sql_file]), 10)
     # The rows came from a job of the cluster, not from a mini-cluster in the client.
     jobs = {jid: state for jid, state in finished_jobs(bare_cluster).items() if jid not in before}
     assert list(jobs.values()) == ["FINISHED"], jobs
 
 
+@pytest.mark.parametrize("sql_file", SEED_SQL_FILES)
 def test_the_seed_sql_file_rewritten_for_flinks_sql_client_runs_on_a_cluster(
-        bare_cluster, job_zip, triton, tmp_path) -> None:
+        bare_cluster, job_zip, triton, tmp_path, sql_file) -> None:
     """sql-client-files: the CREATE MODEL kept, a CREATE TEMPORARY FUNCTION ... LANGUAGE
-    PYTHON added, the module generated; run as the SQL client would, by Flink alone."""
+    PYTHON added, ML_PREDICT translated, the module generated; run as the SQL client would,
+    by Flink alone."""
     subprocess.run([sys.executable, "-m", "pyflink_triton", "sql-client-files",
-                    ROOT / "sql" / "seed_example.sql", "-o", tmp_path,
+                    ROOT / "sql" / sql_file, "-o", tmp_path,
                     "--endpoint", triton.http_endpoint], check=True, cwd=ROOT)
-    rewritten = tmp_path / "seed_example.sql"
+    rewritten = tmp_path / sql_file
     assert ("CREATE TEMPORARY FUNCTION my_triton_model AS 'triton_models.my_triton_model' "
             "LANGUAGE PYTHON;") in rewritten.read_text()
+    assert "ML_PREDICT" not in rewritten.read_text().split("LANGUAGE PYTHON;", 1)[1]
     before = finished_jobs(bare_cluster)
     text = bare_cluster.flink_run(
         ["-p", 2, "-pyfs", f"{job_zip},{tmp_path / 'triton_models.py'}",
          "-py", ROOT / "tests" / "cluster_jobs" / "plain_sql.py", rewritten], timeout=180)
-    assert_seed_results(printed_reports(text), 10)
+    assert_seed_results(printed_reports(text, SEED_SQL_FILES[sql_file]), 10)
     jobs = {jid: state for jid, state in finished_jobs(bare_cluster).items() if jid not in before}
     assert list(jobs.values()) == ["FINISHED"], jobs

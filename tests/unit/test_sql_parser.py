@@ -1,5 +1,5 @@
-"""Unit tests of the SQL parsing in pyflink_triton.sql.execute (split_statements,
-parse_create_model)."""
+"""Unit tests of the SQL parsing (pyflink_triton.sql.tokens.split_statements,
+pyflink_triton.sql.create_model.parse_create_model)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,9 @@ import pytest
 from pyflink_triton.errors import TritonConfigError
 from pyflink_triton.options import TritonOptions
 from pyflink_triton.policies.sequence import SequencePolicy
-from pyflink_triton.sql.execute import (
-    CreateModel,
-    Token,
-    execute_sql,
-    is_triton_model,
-    parse_create_model,
-    split_statements,
-)
+from pyflink_triton.sql.create_model import CreateModel, is_triton_model, parse_create_model
+from pyflink_triton.sql.execute import execute_sql
+from pyflink_triton.sql.tokens import Token, split_statements
 
 from jobs import SEED_CREATE_MODEL as SEED
 
@@ -542,6 +537,12 @@ class AsyncTableEnvironment(RecordingTableEnvironment):
 
     def create_temporary_function(self, name: str, function: object) -> None:
         self.functions.append(name)
+
+    def get_current_catalog(self) -> str:
+        return "default_catalog"
+
+    def get_current_database(self) -> str:
+        return "default_database"
 
 
 def async_model(name: str, bound: int) -> str:
