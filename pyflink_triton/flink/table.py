@@ -301,6 +301,13 @@ def async_bounds(t_env: Any) -> dict[str, int]:
     return dict(_ASYNC_BOUNDS.get(t_env, {}))
 
 
+def forget_async_model(t_env: Any, model: str) -> None:
+    """A dropped async model no longer holds the environment's bound."""
+    bounds = _ASYNC_BOUNDS.get(t_env, {})
+    for name in [n for n in bounds if n.split(".")[-1].strip("`") == model]:
+        del bounds[name]
+
+
 def check_async_bound(bounds: Mapping[str, int], model: str, options: TritonOptions) -> None:
     """Refuse an async model whose 'max-concurrent-requests' differs from that of another
     async model of the job (``bounds``: each one's): PyFlink has one setting for all the async

@@ -26,7 +26,7 @@ from ..errors import TritonConfigError
 from ..flink.table import TritonFunction, async_settings, check_async_bound
 from ..options import PROVIDER
 from .create_model import CreateModel, is_triton_model, parse_create_model
-from .execute import dropped_model, statement_async_bound
+from .execute import model_statement, statement_async_bound
 from .ml_predict import predict_calls
 from .predict import PredictTranslator, QueryFunctions, flink_message
 from .tokens import Token, split_statements
@@ -68,7 +68,15 @@ def export_for_sql_client(sql_text: str, module_name: str, source_name: str = "t
                 statements.append(text)
                 continue
             translation = local.translator.translate(text, tokens)
-            options = statement_async_bound(async_bounds, translation, tokens)
+            if translation.async_functions and tokens[0].is_word("CREATE", "ALTER"):
+                # A view: the queries that read it run later, with the file's settings.
+                for name, options in translation.async_functions.items():
+                    check_async_bound(async_bounds, name, options)
+                    async_bounds[name] = options.max_concurrent_requests
+                    settings.update(async_settings(options))
+                options = None
+            else:
+                options = statement_async_bound(async_bounds, translation)
             if options is None:
                 statements.append(translation.text)
             else:  # this statement's bound, then the file's settings again
@@ -176,11 +184,14 @@ class _LocalEnvironment:
         from pyflink.table import EnvironmentSettings, TableEnvironment
 
         self.t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-        self.translator = PredictTranslator(self.t_env, _ModuleFunctions(module, self.t_env))
+        self.translator = PredictTranslator(self.t_env, _ModuleFunctions(module, self.t_env),
+                                            catalog_is_complete=False)
 
     def add_model(self, model: CreateModel, adapter: TritonFunction) -> None:
         self.t_env.create_temporary_function(model.name, adapter.as_udf(model.function_name))
-        self.translator.add_model(model.name_parts, model.options, adapter)
+        # (called by its name as declared: the cluster's current catalog may differ from the
+        # one this environment resolved)
+        self.translator.add_model(model.name_parts, model.options, adapter, model.name)
 
     def run_definition(self, text: str, tokens: Sequence[Token]) -> None:
         """Run a statement that defines tables or views (not one that runs a job, such as
@@ -192,10 +203,12 @@ class _LocalEnvironment:
         try:
             self.t_env.execute_sql(text)
         except Exception as error:
-            _LOG.warning("sql-client-files: the statement %r failed locally (%s); ML_PREDICT "
-                         "calls that read what it defines cannot be translated.",
-                         _one_line(text[:80]), flink_message(error))
-        dropped = dropped_model(tokens)
+            # (the statement's kind and names only: its options may hold secrets)
+            named = " ".join(t.text for t in tokens[:6] if t.kind in ("word", "quoted"))
+            _LOG.warning("sql-client-files: a statement (%s ...) failed locally: %s. "
+                         "ML_PREDICT calls that read what it defines cannot be translated.",
+                         _one_line(named), _one_line(flink_message(error)))
+        dropped = model_statement(tokens, "DROP")
         if dropped is not None:
             self.translator.drop_model(dropped)
 

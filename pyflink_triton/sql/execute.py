@@ -24,10 +24,11 @@ from ..flink.table import (
     check_async_bound,
     check_async_model,
     configure_async,
+    forget_async_model,
 )
 from ..options import TritonOptions
 from .create_model import CreateModel, is_triton_model, parse_create_model
-from .predict import PredictTranslator, QueryFunctions, Translation, statement_words
+from .predict import PredictTranslator, QueryFunctions, Translation, called_functions
 from .tokens import Token, TokenCursor, split_statements
 
 
@@ -51,9 +52,11 @@ _TRANSLATORS: weakref.WeakKeyDictionary[Any, PredictTranslator] = weakref.WeakKe
 
 
 def translator(t_env: Any) -> PredictTranslator:
-    """The ML_PREDICT translator of ``t_env``: it knows the Triton models created there."""
+    """The ML_PREDICT translator of ``t_env``: it knows the Triton models created there.
+    (It holds ``t_env`` weakly, or the environment would never be freed.)"""
     if t_env not in _TRANSLATORS:
-        _TRANSLATORS[t_env] = PredictTranslator(t_env, _TableEnvironmentFunctions(t_env))
+        held = weakref.proxy(t_env)
+        _TRANSLATORS[t_env] = PredictTranslator(held, _TableEnvironmentFunctions(held))
     return _TRANSLATORS[t_env]
 
 
@@ -74,13 +77,36 @@ def execute_sql(t_env: Any, sql_text: str,
             statement.options.update(model_options or {})
             result = _create_triton_model(t_env, statement)
             continue
+        altered = model_statement(tokens, "ALTER")
+        if altered is not None and translator(t_env).model(altered) is not None:
+            raise TritonConfigError(
+                f"ALTER MODEL of the Triton model '{'.'.join(altered)}' would change Flink's "
+                "catalog entry but not the function that calls Triton. Drop the model and "
+                "create it again.")
         translation = translator(t_env).translate(text, tokens)
-        with _async_settings_of(t_env, translation, tokens):
+        if translation.async_functions and tokens[0].is_word("CREATE", "ALTER"):
+            # A view: the queries that read it run later, with the environment's settings.
+            for name, options in translation.async_functions.items():
+                configure_async(t_env, name, options)
             result = t_env.execute_sql(translation.text)
-        dropped = dropped_model(tokens)
+        else:
+            with _async_settings_of(t_env, translation):
+                result = t_env.execute_sql(translation.text)
+        dropped = model_statement(tokens, "DROP")
         if dropped is not None:
-            translator(t_env).drop_model(dropped)
+            _forget_triton_model(t_env, dropped)
     return result
+
+
+def _forget_triton_model(t_env: Any, parts: Sequence[str]) -> None:
+    """After DROP MODEL: a Triton model's function and async bound go with it, so that a
+    CREATE MODEL of the name may come again."""
+    model = translator(t_env).model(parts)
+    if model is None:
+        return
+    t_env.drop_temporary_function(model.function_sql)
+    forget_async_model(t_env, model.path[-1])
+    translator(t_env).drop_model(parts)
 
 
 def _create_triton_model(t_env: Any, statement: CreateModel) -> Any:
@@ -105,16 +131,17 @@ def _create_triton_model(t_env: Any, statement: CreateModel) -> Any:
     return result
 
 
-def statement_async_bound(async_bounds: Mapping[str, int], translation: Translation,
-                          tokens: Sequence[Token]) -> TritonOptions | None:
-    """The bound on calls in flight that PyFlink must apply to the statement's job: that of
-    its ML_PREDICT's async functions, which must agree with each other and with the async
-    models (``async_bounds``) the statement calls by name (PyFlink has one setting per job)."""
+def statement_async_bound(async_bounds: Mapping[str, int],
+                          translation: Translation) -> TritonOptions | None:
+    """The options whose async settings PyFlink must apply to the statement's job: those of its
+    ML_PREDICT's async functions, which must agree on their bound with each other and with the
+    async models (``async_bounds``, by name) that the translated statement calls (PyFlink has
+    one setting per job)."""
     if not translation.async_functions:
         return None
-    words = set(statement_words(tokens))
+    called = called_functions(translation.text)
     bounds = {name: bound for name, bound in async_bounds.items()
-              if name.split(".")[-1].strip("`") in words}
+              if name.split(".")[-1].strip("`") in called}
     for name, options in translation.async_functions.items():
         check_async_bound(bounds, name, options)
         bounds[name] = options.max_concurrent_requests
@@ -122,11 +149,10 @@ def statement_async_bound(async_bounds: Mapping[str, int], translation: Translat
 
 
 @contextmanager
-def _async_settings_of(t_env: Any, translation: Translation,
-                       tokens: Sequence[Token]) -> Iterator[None]:
+def _async_settings_of(t_env: Any, translation: Translation) -> Iterator[None]:
     """PyFlink's async settings for the statement's ML_PREDICT functions while it runs (Flink
     reads them when the statement becomes a job), then those the table environment had."""
-    options = statement_async_bound(async_bounds(t_env), translation, tokens)
+    options = statement_async_bound(async_bounds(t_env), translation)
     if options is None:
         yield
         return
@@ -150,10 +176,11 @@ def _async_settings_of(t_env: Any, translation: Translation,
                 config.set(key, value)
 
 
-def dropped_model(tokens: Sequence[Token]) -> list[str] | None:
-    """The name parts of the model a ``DROP [TEMPORARY] MODEL [IF EXISTS] name`` drops."""
+def model_statement(tokens: Sequence[Token], verb: str) -> list[str] | None:
+    """The name parts of the model of a ``<verb> [TEMPORARY] MODEL [IF EXISTS] name ...``
+    statement (DROP, ALTER), or None for another statement."""
     cursor = TokenCursor(tokens)
-    if not cursor.accept("DROP"):
+    if not cursor.accept(verb):
         return None
     cursor.accept("TEMPORARY")
     if not cursor.accept("MODEL"):

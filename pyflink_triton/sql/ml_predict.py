@@ -38,11 +38,14 @@ class PredictCall:
 
 @dataclass(frozen=True)
 class CommonTableExpression:
-    """``name AS (query)`` of a WITH clause."""
+    """``name [(columns)] AS (query)`` of a WITH clause, with the part of the statement where
+    its name is visible (the query the WITH clause belongs to)."""
 
     name: str
-    clause_start: int  # offset of the clause's first definition (after WITH)
-    end: int  # offset just after this definition's closing parenthesis
+    start: int  # offset of the definition's name
+    end: int  # offset just after its closing parenthesis
+    scope_start: int  # offset of its WITH
+    scope_end: int  # offset of the parenthesis closing its query, or the statement's end
 
 
 class _CallProblem(TritonConfigError):
@@ -84,9 +87,12 @@ def common_table_expressions(text: str, tokens: Sequence[Token]) -> list[CommonT
     for index, token in enumerate(tokens):
         if not token.is_word("WITH") or index + 1 >= len(tokens):
             continue
-        position, clause_start = index + 1, tokens[index + 1].start - base
+        scope_end = _enclosing_end(tokens, index)
+        scope = (token.start - base,
+                 (tokens[scope_end].start if scope_end is not None else tokens[-1].end) - base)
+        position = index + 1
         while position < len(tokens) and tokens[position].kind in ("word", "quoted"):
-            name = tokens[position].value
+            name_token = tokens[position]
             position += 1
             if position < len(tokens) and _is_symbol(tokens[position], "("):  # column list
                 close = _closing(tokens, position)
@@ -97,12 +103,31 @@ def common_table_expressions(text: str, tokens: Sequence[Token]) -> list[CommonT
             close = _closing(tokens, position + 1)
             if close is None:
                 break
-            definitions.append(CommonTableExpression(name, clause_start, tokens[close].end - base))
+            definitions.append(CommonTableExpression(
+                name_token.value, name_token.start - base, tokens[close].end - base, *scope))
             position = close + 1
             if not (position < len(tokens) and _is_symbol(tokens[position], ",")):
                 break
             position += 1
     return definitions
+
+
+def input_ctes(text: str, tokens: Sequence[Token], call: PredictCall) -> str | None:
+    """``WITH ...``: the CTE definitions visible where ``call`` stands, when its input table is
+    one of them (else None: a table or view of the catalog). A nested CTE may read an outer
+    one, so every visible definition is kept, the innermost of each name."""
+    if len(call.table) != 1:
+        return None
+    visible: dict[str, CommonTableExpression] = {}
+    for definition in common_table_expressions(text, tokens):
+        if (definition.scope_start <= call.start < definition.scope_end
+                and definition.end <= call.start):
+            visible.pop(definition.name, None)
+            visible[definition.name] = definition
+    if call.table[0] not in visible:
+        return None
+    ordered = sorted(visible.values(), key=lambda d: d.start)
+    return "WITH " + ", ".join(text[d.start:d.end] for d in ordered)
 
 
 def _call(text: str, base: int, start: int, end: int,
@@ -203,21 +228,38 @@ def _config(cursor: _Operand) -> dict[str, str]:
         _at_end(cursor, "the CONFIG map")
         return config
     while True:
-        key = cursor.take()
+        key = _string(cursor, "a key")
         cursor.expect(",")
-        value = cursor.take()
-        for literal in (key, value):
-            if literal.kind != "string":
-                raise _CallProblem(
-                    "ML_PREDICT config param can only be a MAP of string literals, as in "
-                    f"MAP['async', 'true'], found {literal.text}")
-        if key.value in config:
-            raise _CallProblem(f"the CONFIG key '{key.value}' is given twice")
-        config[key.value] = value.value
+        value = _string(cursor, f"the value of '{key}'")
+        if key in config:
+            raise _CallProblem(f"the CONFIG key '{key}' is given twice")
+        config[key] = value
         if cursor.expect(",", "]").text == "]":
             break
     _at_end(cursor, "the CONFIG map")
     return config
+
+
+def _string(cursor: _Operand, what: str) -> str:
+    """A string literal, or one cast to a string type (``CAST('v' AS STRING)``), as Flink's
+    ``reduceLiteral`` takes them. What is not one is not shown: a value may be a secret."""
+    if cursor.accept("CAST"):
+        cursor.expect("(")
+        value = _string(cursor, what)
+        cursor.expect("AS")
+        if not cursor.accept("STRING", "VARCHAR", "CHAR"):
+            raise _CallProblem(f"{what} in the CONFIG map is cast to a type that is not a string")
+        if cursor.accept("("):  # VARCHAR(n)
+            cursor.take()
+            cursor.expect(")")
+        cursor.expect(")")
+        return value
+    token = cursor.take()
+    if token.kind != "string":
+        raise _CallProblem(
+            f"ML_PREDICT config param can only be a MAP of string literals, as in "
+            f"MAP['async', 'true']; {what} is not one")
+    return token.value
 
 
 def _at_end(cursor: _Operand, what: str) -> None:
@@ -242,14 +284,24 @@ def _split_operands(tokens: Sequence[Token]) -> list[list[Token]]:
 
 def _closing(tokens: Sequence[Token], opening: int) -> int | None:
     """The index of the bracket closing the one at ``opening``."""
+    return _bracket_level(tokens, opening, 0)
+
+
+def _enclosing_end(tokens: Sequence[Token], index: int) -> int | None:
+    """The index of the bracket closing the one that encloses ``tokens[index]``."""
+    return _bracket_level(tokens, index, -1)
+
+
+def _bracket_level(tokens: Sequence[Token], start: int, level: int) -> int | None:
+    """The index of the first bracket from ``start`` after which the bracket depth, counted
+    from ``start``, is ``level``."""
     depth = 0
-    for index in range(opening, len(tokens)):
+    for index in range(start, len(tokens)):
         token = tokens[index]
-        if token.kind != "symbol":
+        if token.kind != "symbol" or token.text not in ("(", "[", ")", "]"):
             continue
-        depth += token.text in ("(", "[")
-        depth -= token.text in (")", "]")
-        if depth == 0:
+        depth += 1 if token.text in ("(", "[") else -1
+        if depth == level:
             return index
     return None
 

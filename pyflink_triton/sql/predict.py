@@ -6,7 +6,8 @@ text, by a subquery that gives Flink's result (every input column in order, then
 outputs with Flink's clash names) by calling the model's function once per row::
 
     SELECT * FROM ML_PREDICT(TABLE readings, MODEL m, DESCRIPTOR(id))
-    SELECT * FROM (SELECT `id`, `m`(`id`) AS `y` FROM readings)
+    SELECT * FROM (SELECT `id`, `default_catalog`.`default_database`.`m`(`id`) AS `y`
+                   FROM readings)
 
 Calls of other providers' models stay as they are, for Flink. The translator asks Flink for the
 input table's columns (a table, view, or a CTE of the statement) and whether it is append-only;
@@ -15,14 +16,18 @@ a CONFIG that changes the model's options gets a function of its own (:class:`Qu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
+
+from pyflink.table.types import RowType
 
 from ..errors import TritonConfigError
 from ..flink.table import TritonFunction
 from ..options import TritonOptions
-from .ml_predict import CommonTableExpression, PredictCall, common_table_expressions, predict_calls
+from .ml_predict import PredictCall, input_ctes, predict_calls
 from .predict_config import function_options
 from .predict_plan import Column, PredictQuery, projection, quote
 from .tokens import Token, tokenize
@@ -39,65 +44,85 @@ class TritonModel:
     path: ModelPath
     options: Mapping[str, str]
     function: TritonFunction  # the model's own function (columns resolved)
+    function_sql: str  # how a query calls it
 
-    @property
-    def function_sql(self) -> str:
-        return ".".join(quote(part) for part in self.path)
+
+@dataclass(frozen=True)
+class QueryFunction:
+    """The function an ML_PREDICT call runs."""
+
+    sql: str  # how the query calls it
+    name: str  # its name, for messages and PyFlink's async bounds
+    function: TritonFunction
 
 
 @dataclass(frozen=True)
 class Translation:
     text: str
-    # The async functions the statement's ML_PREDICT calls run (by SQL name): PyFlink's
-    # async settings must fit them when it runs.
+    # The async functions the statement's ML_PREDICT calls run, by name: PyFlink's async
+    # settings must fit them when it runs.
     async_functions: dict[str, TritonOptions] = field(default_factory=dict)
 
 
-class QueryFunctions:
+class QueryFunctions(ABC):
     """The function an ML_PREDICT runs: the model's own, or, for a CONFIG that changes its
     options, a function of its own with those options and the model's resolved columns (one
     per model and options: two queries with different settings never share one)."""
 
     def __init__(self) -> None:
-        self._variants: dict[tuple[ModelPath, tuple[tuple[str, str], ...]],
-                             tuple[str, TritonFunction]] = {}
+        self._variants: dict[tuple[int, tuple[tuple[str, str], ...]], QueryFunction] = {}
 
-    def function(self, model: TritonModel, options: dict[str, str]) -> tuple[str, TritonFunction]:
-        """(its SQL name, the function)."""
+    def function(self, model: TritonModel, options: dict[str, str]) -> QueryFunction:
         if options == dict(model.options):
-            return model.function_sql, model.function
-        key = (model.path, tuple(sorted(options.items())))
+            return QueryFunction(model.function_sql, model.path[-1], model.function)
+        # (keyed by the model's function: a model created again gets functions of its own)
+        key = (id(model.function), tuple(sorted(options.items())))
         if key not in self._variants:
             function = model.function.with_options(options)
             name = self.register(f"{model.path[-1]}_ml_predict_{len(self._variants) + 1}",
                                  function, options)
-            self._variants[key] = (quote(name), function)
+            self._variants[key] = QueryFunction(quote(name), name, function)
         return self._variants[key]
 
+    @abstractmethod
     def register(self, name: str, function: TritonFunction, options: Mapping[str, str]) -> str:
         """Make ``function`` (of ``options``) callable as ``name`` (or another free name,
         returned)."""
-        raise NotImplementedError
 
 
 class PredictTranslator:
     """Translates the ML_PREDICT calls of Triton models in statements run in ``t_env``."""
 
-    def __init__(self, t_env: Any, functions: QueryFunctions) -> None:
+    def __init__(self, t_env: Any, functions: QueryFunctions,
+                 catalog_is_complete: bool = True) -> None:
+        """``catalog_is_complete``: whether ``t_env`` knows every model of the statements,
+        so that a model it lacks does not exist (not so for sql-client-files, whose file
+        may use a catalog only the cluster has)."""
         self.t_env = t_env
         self.functions = functions
+        self.catalog_is_complete = catalog_is_complete
         self.models: dict[ModelPath, TritonModel] = {}
 
     def path(self, parts: Sequence[str]) -> ModelPath:
         """A model's full name: a name without catalog or database is in the current one."""
+        if not 1 <= len(parts) <= 3:
+            raise TritonConfigError(
+                f"The model name {'.'.join(parts)!r} has {len(parts)} parts; a model is named "
+                "[catalog.][database.]name.")
         current = (self.t_env.get_current_catalog(), self.t_env.get_current_database())
         full = (*current[:3 - len(parts)], *parts)
         return (full[0], full[1], full[2])
 
     def add_model(self, parts: Sequence[str], options: Mapping[str, str],
-                  function: TritonFunction) -> None:
+                  function: TritonFunction, function_sql: str | None = None) -> None:
+        """A Triton model, whose own function queries call as ``function_sql`` (by default
+        its full name: the function has the model's)."""
         path = self.path(parts)
-        self.models[path] = TritonModel(path, dict(options), function)
+        self.models[path] = TritonModel(path, dict(options), function, function_sql or ".".join(
+            quote(part) for part in path))
+
+    def model(self, parts: Sequence[str]) -> TritonModel | None:
+        return self.models.get(self.path(parts))
 
     def drop_model(self, parts: Sequence[str]) -> None:
         self.models.pop(self.path(parts), None)
@@ -108,30 +133,45 @@ class PredictTranslator:
         calls = predict_calls(text, tokens)
         pieces, position, async_functions = [], 0, {}
         for call in calls:
-            model = self.models.get(self.path(call.model)) if call.model else None
-            if model is None or call.start < position:
+            model = self.model(call.model) if call.model else None
+            if model is None:
+                self._check_exists(call)
                 continue  # another provider's model: Flink's
             name = call.model_text or ".".join(call.model or ())
             if call.problem:
                 raise TritonConfigError(
                     f"ML_PREDICT of model '{name}': {call.problem}. Form: {_FORM}.")
-            function_sql, function = self._function(model, call, name)
+            chosen = self._function(model, call, name)
+            function = chosen.function
             probe = self._input_query(text, tokens, call)
             table = self._input(probe, call, name)
             signature = function.inference.signature
+            outputs, row_result = _result_columns(function)
             query = PredictQuery(
                 name, call.table_text, table, call.columns,
-                [Column(c.name, c.data_type) for c in signature.inputs],
-                [Column(c.name, c.data_type) for c in signature.outputs],
-                signature.row_output, function_sql)
+                [Column(c.name, c.data_type) for c in signature.inputs], outputs, row_result,
+                chosen.sql)
             pieces += [text[position:call.start], projection(query)]
             position = call.end
             if function.MODE == "async":
-                async_functions[function_sql] = function.inference.options
+                async_functions[chosen.name] = function.inference.options
         return Translation("".join(pieces) + text[position:], async_functions)
 
-    def _function(self, model: TritonModel, call: PredictCall,
-                  name: str) -> tuple[str, TritonFunction]:
+    def _check_exists(self, call: PredictCall) -> None:
+        """Fail on a model that is nobody's, naming the call's model and columns (Flink's
+        own message would be a stack trace: "Object 'm' not found")."""
+        if not (self.catalog_is_complete and call.model and call.model_text) or call.problem:
+            return
+        try:
+            self.t_env.execute_sql(f"DESCRIBE MODEL {call.model_text}")
+        except Exception as error:
+            raise TritonConfigError(
+                f"ML_PREDICT of model '{call.model_text}' over {call.table_text} with "
+                f"DESCRIPTOR({', '.join(call.columns)}): the model does not exist "
+                f"({flink_message(error)}). Create it first, in the same SQL text or the same "
+                "table environment: CREATE MODEL ... WITH ('provider' = 'triton', ...).") from None
+
+    def _function(self, model: TritonModel, call: PredictCall, name: str) -> QueryFunction:
         options = function_options(name, call.config, model.options)
         try:
             return self.functions.function(model, options)
@@ -143,11 +183,10 @@ class PredictTranslator:
     def _input_query(self, text: str, tokens: Sequence[Token], call: PredictCall) -> str:
         """``SELECT * FROM`` the call's input table, where a CTE of the statement is that
         CTE's query (translated too: it may call ML_PREDICT itself)."""
-        definition = _cte(common_table_expressions(text, tokens), call)
-        if definition is None:
+        definitions = input_ctes(text, tokens, call)
+        if definitions is None:
             return f"SELECT * FROM {call.table_text}"
-        clause = text[definition.clause_start:definition.end]
-        return self.translate(f"WITH {clause} SELECT * FROM {call.table_text}").text
+        return self.translate(f"{definitions} SELECT * FROM {call.table_text}").text
 
     def _input(self, probe: str, call: PredictCall, name: str) -> list[Column]:
         """The input table's columns; fails, as Flink's ML_PREDICT, on an updating input."""
@@ -168,13 +207,14 @@ class PredictTranslator:
                                              schema.get_field_data_types(), strict=True)]
 
 
-def _cte(definitions: list[CommonTableExpression],
-         call: PredictCall) -> CommonTableExpression | None:
-    """The CTE the call's input table names: the last one of that name before the call."""
-    if len(call.table) != 1:
-        return None
-    before = [d for d in definitions if d.name == call.table[0] and d.end <= call.start]
-    return before[-1] if before else None
+def _result_columns(function: TritonFunction) -> tuple[list[Column], bool]:
+    """The function's result as columns, and whether it is a ROW of them: the model's
+    outputs, and with 'error-fields' also 'ok' and 'error' (so a failed row is told apart
+    from NULL outputs)."""
+    result = function.result_type
+    if isinstance(result, RowType):
+        return [Column(f.name, f.data_type) for f in result.fields], True
+    return [Column(function.inference.signature.outputs[0].name, result)], False
 
 
 def _changes(table: Any) -> str | None:
@@ -211,9 +251,9 @@ def _shown(config: Mapping[str, str]) -> str:
     return "MAP[" + ", ".join(repr(key) for key in config) + "]"
 
 
-def statement_words(tokens: Sequence[Token]) -> Iterator[str]:
-    """The unquoted names and words of a statement (to see which functions it calls)."""
-    for token in tokens:
-        if token.kind in ("word", "quoted"):
-            yield token.value
-
+def called_functions(text: str) -> set[str]:
+    """The names the statement ``text`` calls as functions (a name right before '('), each
+    the last part of a qualified name, without quotes."""
+    tokens = list(tokenize(text))
+    return {token.value for token, after in pairwise(tokens)
+            if token.kind in ("word", "quoted") and after.kind == "symbol" and after.text == "("}

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from ..errors import TritonConfigError
 from ..options import option_specs
 from ..options.values import parse_bool, parse_positive_duration, parse_positive_int
 
 _LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FLINK_KEYS = {
     "async": "true or false: the async or the sync function",
@@ -42,6 +44,7 @@ def function_options(model: str, config: Mapping[str, str],
                 f"{', '.join(repr(k) for k in _QUERY_OPTIONS)} (docs/options.md).")
     merged = {**options, **ours}
 
+    model_mode = (options.get("mode") or "sync").strip().lower()
     mode = (merged.get("mode") or "sync").strip().lower()
     if "async" in config:
         wants_async = _parsed(what, "async", config["async"], parse_bool)
@@ -50,7 +53,8 @@ def function_options(model: str, config: Mapping[str, str],
                 f"{what}: CONFIG 'async' = '{config['async']}' contradicts 'mode' = "
                 f"'{ours['mode']}'. Give one of them.")
         mode = "async" if wants_async else ("sync" if mode == "async" else mode)
-        merged["mode"] = mode
+        if mode != model_mode or "mode" in merged:
+            merged["mode"] = mode
     if "max-concurrent-operations" in config:
         bound = _parsed(what, "max-concurrent-operations",
                         config["max-concurrent-operations"], parse_positive_int)
@@ -76,7 +80,7 @@ def function_options(model: str, config: Mapping[str, str],
     return merged
 
 
-def _parsed(what: str, key: str, value: str, parse):  # type: ignore[no-untyped-def]
+def _parsed(what: str, key: str, value: str, parse: Callable[[str], T]) -> T:
     try:
         return parse(value)
     except ValueError as error:

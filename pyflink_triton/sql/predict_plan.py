@@ -34,9 +34,11 @@ from ..codecs.columns import sql_type
 from ..errors import TritonConfigError
 
 # Numeric types in the order of Flink's implicit widening (LogicalTypeCasts): each may be
-# assigned to a later one, except that DECIMAL takes only integers.
+# assigned to a later one, and DECIMAL takes every number.
 _NUMERIC_ORDER = (TinyIntType, SmallIntType, IntType, BigIntType, DecimalType, FloatType,
                   DoubleType)
+# The decimal digits an integer type needs.
+_INTEGER_DIGITS = {TinyIntType: 3, SmallIntType: 5, IntType: 10, BigIntType: 19}
 # Other implicit casts between different type roots: source -> targets.
 _IMPLICIT = {
     CharType: (VarCharType,),
@@ -88,8 +90,9 @@ def unique_output_names(inputs: Sequence[str], outputs: Sequence[str]) -> list[s
 def supports_implicit_cast(source: DataType, target: DataType) -> bool:
     """Whether Flink assigns a ``source`` value to a ``target`` column without an explicit
     CAST (``LogicalTypeCasts.supportsImplicitCast``): NOT NULL to nullable but not back,
-    numbers to wider numbers, CHAR to VARCHAR, BINARY to VARBINARY, and each type to itself
-    (any length or precision); ARRAY, MAP and ROW element by element."""
+    numbers to wider numbers and to DECIMAL, CHAR to VARCHAR, BINARY to VARBINARY, and each
+    type to itself (any length or precision); ARRAY, MAP and ROW element by element. (Some of
+    these may change a value: :func:`may_change_values`.)"""
     if source._nullable and not target._nullable:
         return False
     if type(source) is type(target):
@@ -106,10 +109,32 @@ def supports_implicit_cast(source: DataType, target: DataType) -> bool:
     if isinstance(source, _NUMERIC_ORDER) and isinstance(target, _NUMERIC_ORDER):
         rank = [isinstance(source, kind) for kind in _NUMERIC_ORDER].index(True)
         target_rank = [isinstance(target, kind) for kind in _NUMERIC_ORDER].index(True)
-        if isinstance(target, DecimalType):
-            return rank < 4  # integers only
-        return rank < target_rank
+        return isinstance(target, DecimalType) or rank < target_rank
     return isinstance(target, _IMPLICIT.get(type(source), ()))
+
+
+def may_change_values(source: DataType, target: DataType) -> bool:
+    """Whether an implicit cast from ``source`` to ``target`` may truncate, round or overflow
+    a value: to a shorter string or binary, to a DECIMAL with fewer digits, from a floating
+    point number to a DECIMAL. Flink allows these implicitly; this package does not, since
+    the model would get another value than the table holds."""
+    if isinstance(source, ArrayType) and isinstance(target, ArrayType):
+        return may_change_values(source.element_type, target.element_type)
+    if isinstance(source, MapType) and isinstance(target, MapType):
+        return (may_change_values(source.key_type, target.key_type)
+                or may_change_values(source.value_type, target.value_type))
+    if isinstance(source, RowType) and isinstance(target, RowType):
+        return any(may_change_values(s.data_type, t.data_type)
+                   for s, t in zip(source.fields, target.fields, strict=True))
+    if hasattr(source, "length") and hasattr(target, "length"):
+        return bool(target.length < source.length)
+    if isinstance(target, DecimalType):
+        if isinstance(source, DecimalType):
+            return (target.scale < source.scale
+                    or target.precision - target.scale < source.precision - source.scale)
+        digits = _INTEGER_DIGITS.get(type(source))
+        return digits is None or target.precision - target.scale < digits
+    return False
 
 
 def argument_columns(query: PredictQuery) -> list[Column]:
@@ -136,6 +161,13 @@ def argument_columns(query: PredictQuery) -> list[Column]:
                 f"assigned to model input type {sql_type(target.data_type)} at position "
                 f"{position} (column '{name}', model input '{target.name}'). CAST it in a view "
                 "or a CTE first.")
+        if may_change_values(column.data_type, target.data_type):
+            raise TritonConfigError(
+                f"{what}: Descriptor column type {sql_type(column.data_type)} at position "
+                f"{position} (column '{name}') may lose digits or characters as model input "
+                f"type {sql_type(target.data_type)} (model input '{target.name}'). Flink would "
+                "cast it implicitly; pyflink-triton does not change a value silently. CAST it "
+                "in a view or a CTE first, where the loss is explicit.")
         arguments.append(column)
     return arguments
 

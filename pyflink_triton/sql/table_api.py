@@ -27,8 +27,9 @@ def ml_predict(table: Any, model: str, columns: Sequence[str],
     """
     t_env = table._t_env
     predict = translator(t_env)
-    parts = [token.value for token in TokenCursor(list(tokenize(model))).dotted_name()]
-    if predict.path(parts) not in predict.models:
+    cursor = TokenCursor(list(tokenize(model)))
+    parts = [token.value for token in cursor.dotted_name()]
+    if cursor.peek() is not None or predict.model(parts) is None:
         raise TritonConfigError(
             f"ml_predict: model '{model}' is not a Triton model of this table environment; "
             "create it with pyflink_triton.execute_sql(t_env, \"CREATE MODEL ... WITH "

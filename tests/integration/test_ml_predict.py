@@ -13,7 +13,9 @@ import pytest
 from pyflink.table import DataTypes
 
 from pyflink_triton import TritonConfigError, execute_sql, ml_predict
+from pyflink_triton.sql.client import export_for_sql_client
 
+from cluster_jobs.plain_sql import run_sql_client_file
 from jobs import (
     SEED_CREATE_MODEL,
     SEED_ENDPOINT,
@@ -178,6 +180,75 @@ def test_the_table_api_form_gives_the_table_ml_predict_gives(multi_io, counted):
     assert counted("multi_io") == len(ROWS)
 
 
+def generated_source(t_env, rows: int) -> None:
+    """A datagen table ``gen`` of ``rows`` rows (pandas UDFs fail on VALUES sources)."""
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE gen (id BIGINT, vals ARRAY<FLOAT>, label STRING) WITH (
+          'connector' = 'datagen', 'number-of-rows' = '{rows}', 'fields.id.kind' = 'sequence',
+          'fields.id.start' = '1', 'fields.id.end' = '{rows}', 'fields.label.length' = '4',
+          'fields.vals.element.min' = '0', 'fields.vals.element.max' = '10')""")
+
+
+def assert_multi_io_rows(rows, count: int) -> None:
+    """Rows of (id, vals, label, TOTAL, label_Upper, Count) answered by multi_io."""
+    assert sorted(r[0] for r in rows) == list(range(1, count + 1))
+    for _, vals, label, total, upper, n in rows:
+        assert total == pytest.approx(sum(vals)) and upper == label.upper() and n == len(vals)
+
+
+MULTI_IO_MODEL = """
+    CREATE TEMPORARY MODEL m
+      INPUT (`values` ARRAY<FLOAT>, Label STRING)
+      OUTPUT (TOTAL DOUBLE, label_Upper STRING, `Count` BIGINT)
+      WITH ('provider' = 'triton', 'endpoint' = '{endpoint}', 'model-name' = 'multi_io'{more})"""
+
+
+def test_a_vectorized_model_with_several_outputs_is_called_once_per_row(triton, t_env, counted):
+    generated_source(t_env, 300)
+    execute_sql(t_env, MULTI_IO_MODEL.format(endpoint=triton.http_endpoint,
+                                             more=", 'mode' = 'vectorized'"))
+
+    # 'async' = 'false' keeps a vectorized model vectorized (it is synchronous)
+    result = execute_sql(t_env, "SELECT * FROM ML_PREDICT(TABLE gen, MODEL m, "
+                                "DESCRIPTOR(vals, label), MAP['async', 'false'])")
+
+    assert names(result) == ["id", "vals", "label", "TOTAL", "label_Upper", "Count"]
+    assert_multi_io_rows([plain(r) for r in result.collect()], 300)
+    assert counted("multi_io") == 300
+
+
+def test_sql_client_files_translate_ml_predict_with_a_function_of_its_own(
+        triton, t_env, counted, tmp_path, monkeypatch):
+    """The rewritten file, run as Flink's SQL client runs it (SET/RESET by the client, every
+    other statement by Flink alone): the per-query async function comes from the generated
+    module, with the query's bound set before the query and taken back after it."""
+    source = MULTI_IO_MODEL.format(endpoint=triton.http_endpoint, more="") + """;
+        CREATE TEMPORARY TABLE gen (id BIGINT, vals ARRAY<FLOAT>, label STRING) WITH (
+          'connector' = 'datagen', 'number-of-rows' = '50', 'fields.id.kind' = 'sequence',
+          'fields.id.start' = '1', 'fields.id.end' = '50', 'fields.label.length' = '4',
+          'fields.vals.element.min' = '0', 'fields.vals.element.max' = '10');
+        SELECT * FROM ML_PREDICT(TABLE gen, MODEL m, DESCRIPTOR(vals, label),
+                                 MAP['async', 'true', 'max-concurrent-operations', '3'])"""
+
+    files = export_for_sql_client(source, "ml_models")
+
+    assert files.functions == ["m", "m_ml_predict_1"]
+    for line in ("CREATE TEMPORARY SYSTEM FUNCTION m_ml_predict_1 AS "
+                 "'ml_models.m_ml_predict_1' LANGUAGE PYTHON;",
+                 f"SET '{ASYNC_KEY}' = '3';", f"RESET '{ASYNC_KEY}';"):
+        assert line in files.sql
+    assert files.sql.index(f"SET '{ASYNC_KEY}'") < files.sql.index("FROM (SELECT") < \
+        files.sql.index(f"RESET '{ASYNC_KEY}'")
+    (tmp_path / "ml_models.py").write_text(files.module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    t_env.get_config().set("python.files", str(tmp_path / "ml_models.py"))
+    result = run_sql_client_file(t_env, files.sql)
+
+    assert names(result) == ["id", "vals", "label", "TOTAL", "label_Upper", "Count"]
+    assert_multi_io_rows([plain(r) for r in result.collect()], 50)
+    assert counted("multi_io") == 50
+
+
 def test_an_implicit_cast_is_inserted_where_the_column_type_differs(triton, t_env, counted):
     t_env.create_temporary_view("ints", t_env.from_elements(
         [(1, 2), (2, 40)], row_type(k=DataTypes.INT(), x=DataTypes.INT())))
@@ -222,13 +293,73 @@ def test_errors_name_the_model_and_columns_as_flinks_do(multi_io, query, message
         execute_sql(multi_io, query)
 
 
-def test_ml_predict_of_a_model_that_is_not_tritons_goes_to_flink(t_env):
+def test_another_providers_model_goes_to_flink_and_a_missing_model_is_named(t_env):
     t_env.create_temporary_view("src", t_env.from_elements([(1,)],
                                                            row_type(id=DataTypes.BIGINT())))
     execute_sql(t_env, "CREATE TEMPORARY MODEL other INPUT (a BIGINT) OUTPUT (b STRING) "
                        "WITH ('provider' = 'openai', 'endpoint' = 'x')")
-    for model, flink_says in (("other", "Unable to create a model provider for model"),
-                              ("missing", "Object 'missing' not found")):
-        with pytest.raises(Exception, match=flink_says):
-            execute_sql(t_env, f"SELECT * FROM ML_PREDICT(TABLE src, MODEL {model}, "
-                               "DESCRIPTOR(id))")
+    with pytest.raises(Exception, match="Unable to create a model provider for model"):
+        execute_sql(t_env, "SELECT * FROM ML_PREDICT(TABLE src, MODEL other, DESCRIPTOR(id))")
+    with pytest.raises(TritonConfigError, match=(
+            r"ML_PREDICT of model 'missing' over src with DESCRIPTOR\(id\): the model does not "
+            r"exist \(.*missing' doesn't exist")):
+        execute_sql(t_env, "SELECT * FROM ML_PREDICT(TABLE src, MODEL missing, DESCRIPTOR(id))")
+
+
+def test_an_async_model_with_a_bound_of_its_own_in_config_and_in_a_view(triton, t_env,
+                                                                        counted):
+    """An async model's ML_PREDICT may set its own bound for one query; a view's async call
+    sets the environment's bound, since the queries reading the view run later."""
+    t_env.create_temporary_view("src", t_env.from_elements(ROWS, row_type(
+        id=DataTypes.BIGINT(), vals=DataTypes.ARRAY(DataTypes.FLOAT()),
+        Count=DataTypes.STRING(), label=DataTypes.STRING())))
+    execute_sql(t_env, MULTI_IO_MODEL.format(
+        endpoint=triton.http_endpoint,
+        more=", 'mode' = 'async', 'max-concurrent-requests' = '4'"))
+    totals = sorted((i, sum(v)) for i, v, _, _ in ROWS)
+
+    result = execute_sql(t_env, "SELECT id, TOTAL FROM ML_PREDICT(TABLE src, MODEL m, "
+                                "DESCRIPTOR(vals, label), MAP['max-concurrent-operations', '2'])")
+    assert collected(result) == totals
+
+    with pytest.raises(TritonConfigError, match=r"one bound on calls in flight"):
+        execute_sql(t_env, "CREATE TEMPORARY VIEW narrow AS SELECT * FROM ML_PREDICT(TABLE src, "
+                           "MODEL m, DESCRIPTOR(vals, label), "
+                           "MAP['max-concurrent-operations', '2'])")
+    execute_sql(t_env, "CREATE TEMPORARY VIEW predicted AS SELECT * FROM ML_PREDICT(TABLE src, "
+                       "MODEL m, DESCRIPTOR(vals, label), MAP['max-retries', '1'])")
+    assert t_env.get_config().get(ASYNC_KEY, None) == "4"
+    assert t_env.get_config().get("table.exec.async-scalar.retry-strategy", None) == "NO_RETRY"
+    assert collected(execute_sql(t_env, "SELECT id, TOTAL FROM predicted")) == totals
+    assert counted("multi_io") == 2 * len(ROWS)
+
+
+def test_error_fields_give_ok_and_error_columns(multi_io, counted):
+    result = execute_sql(multi_io, "SELECT * FROM ML_PREDICT(TABLE src, MODEL m, "
+                                   "DESCRIPTOR(vals, label), MAP['error-fields', 'true'])")
+
+    assert names(result) == ["id", "vals", "Count", "label", "TOTAL", "label_Upper", "Count0",
+                             "ok", "error"]
+    assert collected(result) == [(*row, True, None) for row in expected_multi_io()]
+    assert counted("multi_io") == len(ROWS)
+
+
+def test_a_dropped_model_can_be_created_again_and_alter_is_refused(triton, t_env, counted):
+    t_env.create_temporary_view("xs", t_env.from_elements(
+        [(1.0,), (2.5,)], row_type(x=DataTypes.DOUBLE())))
+    create = ("CREATE TEMPORARY MODEL IF NOT EXISTS plus INPUT (x DOUBLE) OUTPUT (y DOUBLE) "
+              f"WITH ('provider' = 'triton', 'endpoint' = '{triton.http_endpoint}', "
+              "'model-name' = 'add_one')")
+    query = "SELECT * FROM ML_PREDICT(TABLE xs, MODEL plus, DESCRIPTOR(x))"
+    execute_sql(t_env, create)
+
+    with pytest.raises(TritonConfigError, match="ALTER MODEL of the Triton model 'plus'"):
+        execute_sql(t_env, "ALTER MODEL plus SET ('model-name' = 'identity_fp64')")
+    execute_sql(t_env, "DROP TEMPORARY MODEL plus")
+    assert "plus" not in t_env.list_user_defined_functions()
+    with pytest.raises(TritonConfigError, match="the model does not exist"):
+        execute_sql(t_env, query)
+    execute_sql(t_env, create)  # IF NOT EXISTS: the model, and its function, come back
+
+    assert collected(execute_sql(t_env, query)) == [(1.0, 2.0), (2.5, 3.5)]
+    assert counted("add_one") == 2

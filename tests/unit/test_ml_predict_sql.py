@@ -14,6 +14,7 @@ from pyflink_triton.sql.ml_predict import (
     CommonTableExpression,
     PredictCall,
     common_table_expressions,
+    input_ctes,
     predict_calls,
 )
 from pyflink_triton.sql.predict_config import function_options
@@ -21,6 +22,7 @@ from pyflink_triton.sql.predict_plan import (
     Column,
     PredictQuery,
     argument_columns,
+    may_change_values,
     projection,
     quote,
     result_columns,
@@ -206,7 +208,8 @@ PROBLEMS = [
     pytest.param("INPUT => TABLE t, MODEL => MODEL m, CONFIG => MAP['k', 'v']", ("m",),
                  "no ARGS operand", id="no-args"),
     pytest.param("TABLE t, MODEL m, DESCRIPTOR(a), MAP['async', true]", ("m",),
-                 "MAP of string literals, as in MAP['async', 'true'], found true",
+                 "MAP of string literals, as in MAP['async', 'true']; the value of 'async' is "
+                 "not one",
                  id="boolean-in-map"),
     pytest.param("TABLE t, MODEL m, DESCRIPTOR(a), MAP['max-retries', 3]", ("m",),
                  "MAP of string literals", id="number-in-map"),
@@ -266,8 +269,9 @@ def ctes(sql: str, index: int = 0) -> tuple[str, list[CommonTableExpression]]:
 
 def test_one_cte() -> None:
     text, found = ctes("WITH a AS (SELECT 1 AS x) SELECT * FROM a")
-    assert found == [CommonTableExpression("a", text.index("a AS"), text.index(") SELECT") + 1)]
-    assert text[found[0].clause_start:found[0].end] == "a AS (SELECT 1 AS x)"
+    assert found == [CommonTableExpression("a", text.index("a AS"), text.index(") SELECT") + 1,
+                                           0, len(text))]
+    assert text[found[0].start:found[0].end] == "a AS (SELECT 1 AS x)"
 
 
 def test_several_ctes_with_column_lists() -> None:
@@ -275,12 +279,10 @@ def test_several_ctes_with_column_lists() -> None:
            "c(z) AS (SELECT x FROM `b c` WHERE y IN (1, 2)) SELECT * FROM c")
     text, found = ctes(sql)
     assert [d.name for d in found] == ["a", "b c", "c"]
-    start = text.index("a (x, y)")
-    assert {d.clause_start for d in found} == {start}
-    assert [text[start:d.end] for d in found] == [
+    assert {(d.scope_start, d.scope_end) for d in found} == {(0, len(text))}
+    assert [text[d.start:d.end] for d in found] == [
         "a (x, y) AS (SELECT 1, (2))",
-        "a (x, y) AS (SELECT 1, (2)), `b c` AS (SELECT * FROM a)",
-        "a (x, y) AS (SELECT 1, (2)), `b c` AS (SELECT * FROM a), "
+        "`b c` AS (SELECT * FROM a)",
         "c(z) AS (SELECT x FROM `b c` WHERE y IN (1, 2))",
     ]
 
@@ -292,25 +294,61 @@ def test_cte_with_a_predict_call_and_lowercase_keywords() -> None:
     text, found = ctes(sql)
     assert [d.name for d in found] == ["src", "p"]
     _, calls = statement(sql)
-    # The translator takes the CTE defined before the call that reads it.
-    assert found[0].end <= calls[0].start < found[1].end
-    assert text[found[1].end:] == " select * from p"
+    # The call in p's body reads src, defined before it in the same WITH clause.
+    assert input_ctes(text, split_statements(sql)[0][1], calls[0]) == (
+        "WITH src as (select * from t)")
 
 
 def test_cte_in_the_second_statement_and_in_insert() -> None:
     sql = "SET 'a' = 'b'; INSERT INTO k WITH a AS (SELECT 1) SELECT * FROM a"
     text, found = ctes(sql, 1)
-    assert [(d.name, text[d.clause_start:d.end]) for d in found] == [
-        ("a", "a AS (SELECT 1)")]
+    assert [(d.name, text[d.start:d.end]) for d in found] == [("a", "a AS (SELECT 1)")]
 
 
 def test_nested_with() -> None:
     sql = "WITH a AS (WITH b AS (SELECT 1) SELECT * FROM b) SELECT * FROM a"
     text, found = ctes(sql)
-    assert [(d.name, text[d.clause_start:d.end]) for d in found] == [
+    assert [(d.name, text[d.start:d.end]) for d in found] == [
         ("a", "a AS (WITH b AS (SELECT 1) SELECT * FROM b)"),
         ("b", "b AS (SELECT 1)"),
     ]
+    inner = found[1]
+    assert text[inner.scope_start:inner.scope_end] == "WITH b AS (SELECT 1) SELECT * FROM b"
+
+
+def probe(sql: str) -> str | None:
+    text, tokens = split_statements(sql)[0]
+    return input_ctes(text, tokens, predict_calls(text, tokens)[-1])
+
+
+def test_a_cte_out_of_the_calls_scope_is_not_its_input() -> None:
+    """A CTE of a subquery is not visible beside it: the call reads the catalog's table."""
+    assert probe("SELECT * FROM (WITH src AS (SELECT 1 AS x) SELECT * FROM src) q, "
+                 "ML_PREDICT(TABLE src, MODEL m, DESCRIPTOR(x))") is None
+
+
+def test_a_nested_cte_keeps_the_outer_ones_it_may_read() -> None:
+    assert probe("WITH base AS (SELECT 1 AS x) SELECT * FROM (WITH inner_t AS "
+                 "(SELECT * FROM base) SELECT * FROM ML_PREDICT(TABLE inner_t, MODEL m, "
+                 "DESCRIPTOR(x)))") == (
+        "WITH base AS (SELECT 1 AS x), inner_t AS (SELECT * FROM base)")
+
+
+def test_a_table_that_is_no_cte_has_no_probe_prefix() -> None:
+    assert probe("WITH a AS (SELECT 1 AS x) SELECT * FROM ML_PREDICT(TABLE t, MODEL m, "
+                 "DESCRIPTOR(x))") is None
+    assert probe("WITH t AS (SELECT 1 AS x) SELECT * FROM ML_PREDICT(TABLE db.t, MODEL m, "
+                 "DESCRIPTOR(x))") is None
+
+
+def test_config_values_in_casts_and_no_value_in_messages() -> None:
+    _, call = one_call("SELECT * FROM ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(a), "
+                       "MAP['async', CAST('true' AS STRING), 'timeout', CAST('1 s' AS "
+                       "VARCHAR(10))])")
+    assert call.problem is None and call.config == {"async": "true", "timeout": "1 s"}
+    _, call = one_call("SELECT * FROM ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(a), "
+                       "MAP['auth-token', sk_live_abc123])")
+    assert call.problem is not None and "sk_live_abc123" not in call.problem
 
 
 @pytest.mark.parametrize("sql", [
@@ -360,8 +398,8 @@ T = DataTypes
     (T.FLOAT(), T.DOUBLE(), True),
     (T.DOUBLE(), T.FLOAT(), False),
     (T.DECIMAL(10, 2), T.DOUBLE(), True),
-    (T.DOUBLE(), T.DECIMAL(10, 2), False),
-    (T.FLOAT(), T.DECIMAL(10, 2), False),
+    (T.DOUBLE(), T.DECIMAL(10, 2), True),  # Flink: every number to DECIMAL
+    (T.FLOAT(), T.DECIMAL(10, 2), True),
     (T.BIGINT(), T.DECIMAL(20, 0), True),
     (T.ARRAY(T.INT()), T.ARRAY(T.BIGINT()), True),
     (T.ARRAY(T.BIGINT()), T.ARRAY(T.INT()), False),
@@ -381,6 +419,26 @@ T = DataTypes
 ])
 def test_supports_implicit_cast(source: DataType, target: DataType, ok: bool) -> None:
     assert supports_implicit_cast(source, target) is ok
+
+
+@pytest.mark.parametrize(("source", "target", "changes"), [
+    (T.VARCHAR(10), T.VARCHAR(3), True),
+    (T.VARCHAR(3), T.STRING(), False),
+    (T.CHAR(4), T.VARCHAR(3), True),
+    (T.BYTES(), T.VARBINARY(8), True),
+    (T.DECIMAL(10, 2), T.DECIMAL(20, 0), True),  # the scale
+    (T.DECIMAL(38, 0), T.DECIMAL(20, 0), True),  # the integer digits
+    (T.DECIMAL(10, 2), T.DECIMAL(12, 2), False),
+    (T.INT(), T.DECIMAL(10, 0), False),
+    (T.BIGINT(), T.DECIMAL(18, 0), True),
+    (T.DOUBLE(), T.DECIMAL(38, 10), True),
+    (T.INT(), T.BIGINT(), False),
+    (T.INT(), T.DOUBLE(), False),
+    (T.ARRAY(T.VARCHAR(9)), T.ARRAY(T.VARCHAR(2)), True),
+    (T.ARRAY(T.INT()), T.ARRAY(T.BIGINT()), False),
+])
+def test_implicit_casts_that_may_change_a_value(source, target, changes: bool) -> None:
+    assert may_change_values(source, target) is changes
 
 
 def predict_query(table: list[Column], columns: list[str], inputs: list[Column],
@@ -553,12 +611,16 @@ def test_config_does_not_change_the_models_options_in_place() -> None:
     ("async", "false", "sync"),
     ("async", " False ", "sync"),
     ("async", "true", "async"),
-    (None, "false", "sync"),
     ("vectorized", "false", "vectorized"),  # already a batching function
 ])
 def test_async(model_mode: str | None, value: str, mode: str) -> None:
     options = {} if model_mode is None else {"mode": model_mode}
     assert options_of({"async": value}, **options) == {**OPTIONS, "mode": mode}
+
+
+def test_async_false_on_a_sync_model_changes_nothing() -> None:
+    """(so the query runs the model's own function, not a copy of it)"""
+    assert options_of({"async": "false"}) == OPTIONS
 
 
 @pytest.mark.parametrize("value", ["yes", "1", ""])
