@@ -68,8 +68,7 @@ def export_for_sql_client(sql_text: str, module_name: str, source_name: str = "t
                 statements.append(text)
                 continue
             translation = local.translator.translate(text, tokens)
-            if translation.async_functions and tokens[0].is_word("CREATE", "ALTER"):
-                # A view: the queries that read it run later, with the file's settings.
+            if translation.runs_later:  # the file's settings, as for an async model
                 for name, options in translation.async_functions.items():
                     check_async_bound(async_bounds, name, options)
                     async_bounds[name] = options.max_concurrent_requests

@@ -42,10 +42,10 @@ class _TableEnvironmentFunctions(QueryFunctions):
 
     def register(self, name: str, function: TritonFunction, options: Mapping[str, str]) -> str:
         taken = set(self.t_env.list_user_defined_functions())
-        free = next(f"{name}_{i}" if i else name for i in range(len(taken) + 1)
-                    if (f"{name}_{i}" if i else name) not in taken)
-        self.t_env.create_temporary_system_function(free, function.as_udf(free))
-        return free
+        while name in taken:
+            name += "_"
+        self.t_env.create_temporary_system_function(name, function.as_udf(name))
+        return name
 
 
 _TRANSLATORS: weakref.WeakKeyDictionary[Any, PredictTranslator] = weakref.WeakKeyDictionary()
@@ -84,8 +84,7 @@ def execute_sql(t_env: Any, sql_text: str,
                 "catalog entry but not the function that calls Triton. Drop the model and "
                 "create it again.")
         translation = translator(t_env).translate(text, tokens)
-        if translation.async_functions and tokens[0].is_word("CREATE", "ALTER"):
-            # A view: the queries that read it run later, with the environment's settings.
+        if translation.runs_later:
             for name, options in translation.async_functions.items():
                 configure_async(t_env, name, options)
             result = t_env.execute_sql(translation.text)

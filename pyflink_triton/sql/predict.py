@@ -62,6 +62,9 @@ class Translation:
     # The async functions the statement's ML_PREDICT calls run, by name: PyFlink's async
     # settings must fit them when it runs.
     async_functions: dict[str, TritonOptions] = field(default_factory=dict)
+    # A definition (CREATE VIEW ...): its calls run in the later statements that read it, so
+    # their async settings are the environment's, not the statement's.
+    runs_later: bool = False
 
 
 class QueryFunctions(ABC):
@@ -155,7 +158,8 @@ class PredictTranslator:
             position = call.end
             if function.MODE == "async":
                 async_functions[chosen.name] = function.inference.options
-        return Translation("".join(pieces) + text[position:], async_functions)
+        return Translation("".join(pieces) + text[position:], async_functions,
+                           bool(tokens) and tokens[0].is_word("CREATE", "ALTER"))
 
     def _check_exists(self, call: PredictCall) -> None:
         """Fail on a model that is nobody's, naming the call's model and columns (Flink's
