@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 import signal
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +31,8 @@ from pyflink_triton.sessions.contract import InferenceSession
 from pyflink_triton.sessions.function import TritonInference
 from pyflink_triton.wire import http1
 
-from machine import machine_facts
+from machine import machine_facts, server_version
+from reporting import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "binary_vs_json.json"
@@ -133,11 +132,6 @@ def measure(endpoint: str, binary_data: str, elements: int, warmup: int, repetit
                       float(np.percentile(timed, 90)), float(timed.min()))
 
 
-def server_version(endpoint: str) -> str:
-    with urllib.request.urlopen(f"{endpoint}/v2", timeout=5) as response:
-        return str(json.load(response)["version"])
-
-
 def markdown_table(results: list[SizeResult]) -> str:
     lines = [
         "| elements | bytes/record binary | bytes/record JSON | ms/record median binary "
@@ -195,8 +189,7 @@ def main() -> int:
         server.stop()
     print()
     print(report["table"])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(report, RESULTS)
     print(f"\nResults written to {RESULTS} ({time.monotonic() - started:.0f} s in all)")
     return 0
 

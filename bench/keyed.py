@@ -71,7 +71,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import defaultdict
@@ -81,7 +80,8 @@ from typing import Any
 
 import numpy as np
 
-from machine import machine_facts
+from machine import machine_and_versions
+from reporting import finish, fmt, run_in_scratch, short_error, target_line
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_SOURCE = ROOT / "bench" / "models" / "keyed_total.py"
@@ -174,11 +174,6 @@ def triton_counts(endpoint: str, model: str) -> tuple[int, int] | None:
         stats = json.load(r)["model_stats"][0]
         return int(stats["inference_count"]), int(stats["execution_count"])
     return None
-
-
-def server_version(endpoint: str) -> str:
-    with urllib.request.urlopen(f"{endpoint}/v2", timeout=5) as response:
-        return str(json.load(response)["version"])
 
 
 # --- the readings and what a run must answer -------------------------------------------------
@@ -580,10 +575,6 @@ def measure(run: Run, endpoint: str, scratch: Path, timeout: float) -> None:
 
 # --- report ------------------------------------------------------------------------------------
 
-def fmt(value: float | None, spec: str = ",.0f") -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 def markdown_table(runs: list[Run]) -> str:
     lines = ["| run | keys | slots | parallelism | rows | wall s | start-up s | rows/s "
              "(excl. start-up) | steady rows/s | mean batch | Triton rows/exec | evictions "
@@ -609,24 +600,6 @@ def evaluate_target(runs: list[Run]) -> dict[str, Any]:
     ratio = ours / theirs if ours and theirs else None
     return {"target": "keyed_8 >= 3 x loop (steady rows/s)", "ratio": ratio,
             "status": "n/a" if ratio is None else ("PASS" if ratio >= 3 else "FAIL")}
-
-
-def short_error(error: BaseException) -> str:
-    """The message without the stack frames (a Py4JJavaError is hundreds of lines)."""
-    lines = [line for line in str(error).splitlines()
-             if line.strip() and not line[0].isspace() and not line.startswith("Traceback")]
-    lines = lines or [""]
-    kept = lines if len(lines) <= 8 else [*lines[:2], "...", *lines[-6:]]
-    return f"{type(error).__name__}: " + "\n".join(kept)[:3000]
-
-
-def machine(endpoint: str, load_before: tuple[float, float, float]) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {**machine_facts(),
-            "apache-flink": version("apache-flink"), "tritonclient": version("tritonclient"),
-            "tritonserver": server_version(endpoint),
-            "load_average_before": list(load_before), "load_average_after": list(os.getloadavg())}
 
 
 def run_all(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
@@ -657,7 +630,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                                           None)[0]))
         for run in runs:
             measure(run, endpoint, scratch, args.timeout)
-        facts = machine(endpoint, load_before)
+        facts = machine_and_versions(endpoint, load_before)
         conflicts = server.log_text().count("has a conflict")
     finally:
         server.stop()
@@ -726,31 +699,11 @@ def main() -> int:
     # SIGTERM should stop the server too (it runs in its own session, so it is not signalled).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     started = time.monotonic()
-    try:
-        if args.scratch:
-            args.scratch.mkdir(parents=True)  # (a new one: the request logs are appended to)
-            report = run_all(args, args.scratch.resolve())
-        else:
-            with tempfile.TemporaryDirectory(prefix="keyed-") as scratch:
-                report = run_all(args, Path(scratch))
-    except KeyboardInterrupt:
-        print("Interrupted; Triton stopped.", file=sys.stderr)
+    report = run_in_scratch(lambda scratch: run_all(args, scratch), args.scratch, "keyed-")
+    if report is None:
         return 130
-    print()
-    print(report["table"])
-    t = report["target"]
-    print(f"\nTarget: {t['status']}  {t['target']}: "
-          + (f"{t['ratio']:.2f}x" if t["ratio"] is not None else "not measured"))
-    for note in report["notes"]:
-        print(f"Note: {note}")
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nResults written to {RESULTS_JSON} ({time.monotonic() - started:.0f} s in all)")
-    if report["failed_runs"]:
-        print(f"FAILED (wrong outputs, errors or timeouts): {', '.join(report['failed_runs'])}",
-              file=sys.stderr)
-        return 1
-    return 0
+    print("\n" + target_line(report["target"]))
+    return finish(report, RESULTS_JSON, started)
 
 
 if __name__ == "__main__":

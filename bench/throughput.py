@@ -49,7 +49,9 @@ import tritonclient.http.aio as aiohttpclient
 
 from pyflink_triton.server import LocalTritonServer
 
-from machine import machine_facts
+from machine import machine_and_versions
+from reporting import exit_status, fmt, short_error, write_results
+from table_env import process_mode_table_env, sink_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_JSON = ROOT / "bench" / "results" / "throughput.json"
@@ -159,11 +161,6 @@ def rows_per_execution(before: tuple[int, int] | None,
     if before is None or after is None or after[1] == before[1]:
         return None
     return (after[0] - before[0]) / (after[1] - before[1])
-
-
-def server_version(endpoint: str) -> str:
-    with urllib.request.urlopen(f"{endpoint}/v2", timeout=5) as response:
-        return str(json.load(response)["version"])
 
 
 # --- worker memory -----------------------------------------------------------------------------
@@ -408,20 +405,12 @@ class FlinkBench:
     """One TableEnvironment (one JVM) running every job, each a fresh mini-cluster job."""
 
     def __init__(self, scratch: Path, sampler: WorkerSampler, endpoint: str) -> None:
-        # Process mode: one Python worker process per subtask, like a cluster. Must be set
-        # before the JVM starts.
-        os.environ["_python_worker_execution_mode"] = "process"  # noqa: SIM112 (PyFlink's name)
-        from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+        # First (it sets process mode before PyFlink starts). It ships the package for the noop
+        # jobs too, so that every job pays the same start-up.
+        self.t_env = process_mode_table_env(FLINK_CONFIG)
+        from pyflink.table import DataTypes
         from pyflink.table.udf import udf
 
-        self.t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-        config = self.t_env.get_config()
-        config.set("python.executable", sys.executable)
-        for key, value in FLINK_CONFIG.items():
-            config.set(key, value)
-        # In process mode the workers import the package from the shipped copy. Shipped for the
-        # noop jobs too, so that every job pays the same start-up.
-        self.t_env.add_python_file(str(ROOT / "pyflink_triton"))
         # A lambda is pickled by value, so the workers need not import this file.
         self.t_env.create_temporary_function(
             "noop", udf(lambda x: x + 1.0, result_type=DataTypes.DOUBLE(), deterministic=True))
@@ -498,9 +487,7 @@ def check_reused(plan: str, function: str) -> None:
 
 
 def check_job_output(out_dir: Path, rows: int) -> None:
-    # Finished part files only: in-progress ones are hidden (their names start with a dot).
-    lines = [line for path in sorted(out_dir.rglob("[!.]*")) if path.is_file()
-             for line in path.read_text().splitlines() if line.strip()]
+    lines = sink_lines(out_dir)
     if len(lines) != 1:
         raise Mismatch(f"expected one check row, got {lines!r}")
     count, bad, sum_x = lines[0].split(",")
@@ -556,10 +543,6 @@ def measure_flink(bench: FlinkBench, m: Measurement, function: str,
 
 
 # --- report ------------------------------------------------------------------------------------
-
-def fmt(value: float | None, spec: str = ",.0f") -> str:
-    return "n/a" if value is None else format(value, spec)
-
 
 def markdown_table(results: list[Measurement]) -> str:
     lines = ["| mode | rows | seconds | rows/s | rows/s excl. job start-up | 10-row job s "
@@ -627,25 +610,6 @@ def plot(results: list[Measurement], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def machine(endpoint: str, load_before: tuple[float, float, float]) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    return {**machine_facts(),
-            "apache-flink": version("apache-flink"), "tritonclient": version("tritonclient"),
-            "tritonserver": server_version(endpoint),
-            "load_average_before": list(load_before), "load_average_after": list(os.getloadavg())}
-
-
-def short_error(error: BaseException) -> str:
-    """The message without the stack frames: a Py4JJavaError is hundreds of lines of Java (and
-    Python, from the worker) stack; the lines that start in column 0 are the messages."""
-    lines = [line for line in str(error).splitlines()
-             if line.strip() and not line[0].isspace() and not line.startswith("Traceback")]
-    lines = lines or [""]
-    kept = lines if len(lines) <= 8 else [*lines[:2], "...", *lines[-6:]]
-    return f"{type(error).__name__}: " + "\n".join(kept)[:3000]
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -745,7 +709,7 @@ def run_all(server: LocalTritonServer, sampler: WorkerSampler, args: argparse.Na
              f"{fmt(growth.peak_after_10pct_mb)} MB" if not growth.error else growth.error))
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(server.http_endpoint, load_before),
+        "machine": machine_and_versions(server.http_endpoint, load_before),
         "model": MODEL,
         "quick": args.quick,
         "config": {"concurrency": CONCURRENCY, "raw_batch": RAW_BATCH, "flink": FLINK_CONFIG,
@@ -806,18 +770,13 @@ def main() -> int:
             sampler.close()
         server.stop()
     print_report(report)
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(report, RESULTS_JSON)
     plot([Measurement(**r) for r in report["results"]], RESULTS_PNG,
          f"{MODEL} on a local Triton, parallelism 1: rows/s per mode "
          f"({report['date'][:10]}{', --quick' if args.quick else ''})")
     print(f"\nResults written to {RESULTS_JSON} and {RESULTS_PNG.name} "
           f"({time.monotonic() - started:.0f} s in all)")
-    if report["failed_modes"]:
-        print(f"FAILED (wrong outputs or errors): {', '.join(report['failed_modes'])}",
-              file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(report["failed_modes"], "wrong outputs or errors")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from .errors import (
     TritonConnectionError,
     TritonError,
     TritonRequestError,
+    TritonSequenceServerLostError,
     TritonServerError,
     TritonTlsError,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "TritonOptions",
     "TritonRequestError",
     "TritonScalarFunction",
+    "TritonSequenceServerLostError",
     "TritonServerError",
     "TritonTlsError",
     "TritonVectorizedFunction",

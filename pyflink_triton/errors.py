@@ -28,6 +28,9 @@ class TritonRequestError(TritonError, RuntimeError):
     #: The failure of the last attempt, when this error reports a request given up after
     #: several attempts.
     last_attempt: TritonRequestError | None = None
+    #: False when the request was refused before any server was tried (an open circuit
+    #: breaker, a sequence whose server is lost): no attempt to time.
+    attempted: bool = True
 
 
 class TritonConnectionError(TritonRequestError):
@@ -35,12 +38,16 @@ class TritonConnectionError(TritonRequestError):
 
     retryable = True
 
-    def __init__(self, message: str, maybe_delivered: bool = True) -> None:
+    def __init__(self, message: str, maybe_delivered: bool = True,
+                 timed_out: bool = False) -> None:
         super().__init__(message)
         self.maybe_delivered = maybe_delivered
+        #: No answer within the timeout: the server may be alive, only slow (not refused or
+        #: cut off, which says it is gone).
+        self.timed_out = timed_out
 
-    def __reduce__(self):  # keep the flag when PyFlink pickles the exception
-        return type(self), (str(self), self.maybe_delivered)
+    def __reduce__(self):  # keep the flags when PyFlink pickles the exception
+        return type(self), (str(self), self.maybe_delivered, self.timed_out)
 
 
 class TritonTlsError(TritonRequestError):
@@ -76,3 +83,15 @@ class TritonServerError(TritonRequestError):
 
 class TritonCircuitOpenError(TritonRequestError):
     """The circuit breaker is open: the request was not sent (never retried)."""
+
+    maybe_delivered = False
+    attempted = False
+
+
+class TritonSequenceServerLostError(TritonRequestError):
+    """A continuation of a sequence whose server is unavailable, while other servers of the
+    'endpoint' list are up: Triton holds a sequence on one server only, so it is not sent
+    elsewhere (never retried; a keyed function starts the key's sequence anew)."""
+
+    maybe_delivered = False
+    attempted = False

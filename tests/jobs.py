@@ -61,6 +61,33 @@ def sequence_source(t_env: Any, rows: int, name: str = "src") -> None:
           'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{rows}')""")
 
 
+def paced_keyed_stream(count: int, rows_per_second: int, select: str) -> Any:
+    """x = 1..count from a datagen source at ``rows_per_second`` (it emits each second's rows at
+    once; paced in Java, because a pause in a Python function would not reach a keyed operator
+    as a pause, PyFlink's bundles being in between), as the rows of ``SELECT {select} FROM ids``
+    keyed by their STRING column ``key``. Parallelism 1 (the source: each key's order kept);
+    bundles of at most 50 ms, so that records reach Python, and the timers registered in Python
+    reach Flink, as they come."""
+    import sys
+
+    from pyflink.common.typeinfo import Types
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    t_env = StreamTableEnvironment.create(env)
+    config = t_env.get_config()
+    config.set("python.executable", sys.executable)
+    config.set("python.fn-execution.bundle.time", "50")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE ids (x BIGINT) WITH (
+          'connector' = 'datagen', 'rows-per-second' = '{rows_per_second}',
+          'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '{count}')""")
+    table = t_env.sql_query(f"SELECT {select} FROM ids")
+    return t_env.to_data_stream(table).key_by(lambda row: row.key, key_type=Types.STRING())
+
+
 def assert_one_shot_sequences_per_subtask(pairs: Iterable[tuple[int, dict[str, Any]]],
                                           rows: int, subtasks: int) -> None:
     """Check what my_stateful_model reported for ids 1..rows sent by ``subtasks`` subtasks.

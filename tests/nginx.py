@@ -1,5 +1,9 @@
 """A real nginx TLS gateway in front of the test Triton, for the TLS and auth tests.
 
+:class:`NginxProcess` runs nginx in the foreground with a configuration it writes into a directory
+(its logs, pid and temporary files there too) and stops it by its PID; tests/replicas.py's
+balancer is one too.
+
 :class:`NginxGateway` writes certificates made with ``trustme`` (a test CA, a server certificate
 for 127.0.0.1 and localhost, client certificates) and an nginx configuration into a directory,
 runs ``nginx -g 'daemon off;'`` in the foreground and stops it by its PID. Its server blocks,
@@ -34,11 +38,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from pyflink_triton.server import free_port
 
 PORTS = ("https", "mtls", "grpcs", "grpcs_mtls", "wrong_name")
+N = TypeVar("N", bound="NginxProcess")
 
 
 class NginxNotInstalled(RuntimeError):
@@ -53,6 +59,96 @@ def nginx_binary() -> str:
             "The TLS tests need a real nginx, which is not installed. scripts/test.sh installs "
             "it; or run: apt-get install nginx (Debian/Ubuntu).")
     return path
+
+
+class NginxProcess:
+    """nginx in the foreground, with the ``nginx.conf`` that :meth:`config` makes (around the
+    ``http`` block's content from :meth:`http_block`) in ``directory``, and its logs, pid and
+    temporary files there; stopped by its PID. :meth:`start` waits until it listens on every
+    port of :meth:`listen_ports`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = nginx_binary()  # first: fail before making anything
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.access_log = directory / "access.log"
+        self.error_log = directory / "error.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def listen_ports(self) -> list[int]:
+        raise NotImplementedError
+
+    def http_block(self) -> str:
+        """What goes in the ``http`` block, after the temporary paths."""
+        raise NotImplementedError
+
+    def config(self) -> str:
+        d = self.directory
+        user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the tmp dir
+        temp = "\n".join(f"    {kind}_temp_path {d}/temp/{kind};"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        return f"""{user}worker_processes 1;
+pid {d}/nginx.pid;
+error_log {self.error_log} info;
+events {{ worker_connections 256; }}
+http {{
+{temp}
+{self.http_block()}
+}}
+"""
+
+    def start(self: N, timeout: float = 15.0) -> N:
+        conf = self.directory / "nginx.conf"
+        conf.write_text(self.config())
+        (self.directory / "temp").mkdir(exist_ok=True)  # nginx makes only the last level
+        with open(self.directory / "nginx.out", "wb") as out:
+            self._process = subprocess.Popen(
+                [self.binary, "-p", str(self.directory), "-c", str(conf), "-e",
+                 str(self.error_log), "-g", "daemon off;"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=_terminate_with_parent)
+        deadline = time.monotonic() + timeout
+        waiting = set(self.listen_ports())
+        while waiting:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"nginx exited with code {self._process.returncode}:\n"
+                                   f"{self.logs()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nginx did not listen within {timeout:g} s:\n{self.logs()}")
+            for port in list(waiting):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    waiting.discard(port)
+                except OSError:
+                    time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """Stop nginx by its PID: SIGTERM is its fast shutdown (the master stops its workers);
+        SIGKILL if it does not stop in time."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def __enter__(self: N) -> N:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def logs(self) -> str:
+        parts = []
+        for path in (self.directory / "nginx.out", self.error_log, self.access_log):
+            if path.exists():
+                parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-5000:]}")
+        return "\n".join(parts)
 
 
 @dataclass(frozen=True)
@@ -120,19 +216,15 @@ class Certificates:
         return str(path)
 
 
-class NginxGateway:
+class NginxGateway(NginxProcess):
     def __init__(self, directory: Path, triton_http: str, triton_grpc: str,
                  credentials: Credentials) -> None:
-        self.binary = nginx_binary()  # first: fail before making anything
-        self.directory = directory
+        super().__init__(directory)
         self.credentials = credentials
         self.certs = Certificates(directory / "certs")
         self.ports = {name: free_port() for name in PORTS}
         self._upstream_http = _host_port(triton_http)
         self._upstream_grpc = _host_port(triton_grpc)
-        self.access_log = directory / "access.log"
-        self.error_log = directory / "error.log"
-        self._process: subprocess.Popen | None = None
         # The certificate (and key) each block serves; serving() swaps one for a while.
         self._served = {name: (self.certs.server, self.certs.server_key) for name in PORTS}
         self._served["wrong_name"] = (self.certs.wrong_name, self.certs.wrong_name_key)
@@ -141,45 +233,8 @@ class NginxGateway:
         scheme = scheme or ("grpcs" if block.startswith("grpcs") else "https")
         return f"{scheme}://{userinfo}127.0.0.1:{self.ports[block]}"
 
-    def start(self, timeout: float = 15.0) -> NginxGateway:
-        conf = self.directory / "nginx.conf"
-        conf.write_text(self.config())
-        (self.directory / "temp").mkdir(exist_ok=True)  # nginx makes only the last level
-        with open(self.directory / "nginx.out", "wb") as out:
-            self._process = subprocess.Popen(
-                [self.binary, "-p", str(self.directory), "-c", str(conf), "-e",
-                 str(self.error_log), "-g", "daemon off;"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_terminate_with_parent)
-        deadline = time.monotonic() + timeout
-        waiting = set(self.ports.values())
-        while waiting:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"nginx exited with code {self._process.returncode}:\n"
-                                   f"{self.logs()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"nginx did not listen within {timeout} s:\n{self.logs()}")
-            for port in list(waiting):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    waiting.discard(port)
-                except OSError:
-                    time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        """Stop nginx by its PID: SIGTERM is its fast shutdown (the master stops its workers);
-        SIGKILL if it does not stop in time."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    def listen_ports(self) -> list[int]:
+        return list(self.ports.values())
 
     @contextmanager
     def serving(self, block: str, cert: str, key: str) -> Iterator[None]:
@@ -211,12 +266,6 @@ class NginxGateway:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"nginx did not reload within 10 s:\n{self.logs()}")
-
-    def __enter__(self) -> NginxGateway:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- what nginx saw ------------------------------------------------------------------------
 
@@ -253,33 +302,17 @@ class NginxGateway:
                 if "SSL_do_handshake() failed" in line
                 or "peer closed connection in SSL handshake" in line]
 
-    def logs(self) -> str:
-        parts = []
-        for path in (self.directory / "nginx.out", self.error_log, self.access_log):
-            if path.exists():
-                parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-5000:]}")
-        return "\n".join(parts)
-
     # --- the configuration ---------------------------------------------------------------------
 
-    def config(self) -> str:
-        d, c, p = self.directory, self.certs, self.ports
+    def http_block(self) -> str:
+        c, p = self.certs, self.ports
         creds = self.credentials
         # The one place the secrets appear: nginx compares the whole header with them.
         accepted = "\n".join(
             f'        "{method}:{value}" ok;'
             for value in (f"Bearer {creds.token}", creds.basic())
             for method in ("GET", "POST"))
-        user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the tmp dir
-        temp = "\n".join(f"    {kind}_temp_path {d}/temp/{kind};"
-                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        return f"""{user}worker_processes 1;
-pid {d}/nginx.pid;
-error_log {self.error_log} info;
-events {{ worker_connections 256; }}
-http {{
-{temp}
-    client_max_body_size 64m;
+        return f"""    client_max_body_size 64m;
     map_hash_bucket_size 256;  # (the keys hold whole Authorization values)
     map "$request_method:$http_authorization" $auth_state {{
         default refused;
@@ -320,10 +353,7 @@ http {{
 {self._certificate("grpcs_mtls")}
         ssl_verify_client on;
 {_GRPC_PROXY}
-    }}
-}}
-"""
-
+    }}"""
 
     def _certificate(self, block: str) -> str:
         cert, key = self._served[block]

@@ -173,7 +173,7 @@ with socket.socket() as unused:
     unused.bind(("127.0.0.1", 0))
     port = unused.getsockname()[1]
 options = TritonOptions.from_dict({{"endpoint": f"http://127.0.0.1:{{port}}", "model-name": "m"}})
-transport = HttpTransport.for_options(options)
+transport = HttpTransport.for_options(options, options.endpoint.servers[0])
 model = ModelRef("m")
 try:
     transport.server_live(model)

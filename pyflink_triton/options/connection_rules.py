@@ -3,6 +3,8 @@ options with the endpoint, and the ways of sending credentials with each other."
 
 from __future__ import annotations
 
+import re
+
 from ..errors import TritonConfigError
 from .spec import OptionValues
 
@@ -15,7 +17,7 @@ def check_protocol(options: OptionValues) -> None:
         raise TritonConfigError(
             f"'protocol' = 'http' does not fit the gRPC endpoint '{options.endpoint}'; use an "
             "http:// endpoint (Triton's HTTP port, 8000 by default) or 'protocol' = 'grpc'.")
-    if options.protocol == "grpc" and options.endpoint.base_path:
+    if options.protocol == "grpc" and options.endpoint.has_path:
         raise TritonConfigError(
             f"'protocol' = 'grpc' cannot use the path of endpoint '{options.endpoint}': a gRPC "
             "endpoint is host:port (Triton's gRPC port, 8001 by default).")
@@ -57,3 +59,33 @@ def check_credentials(options: OptionValues) -> None:
         raise TritonConfigError(
             f"{' and '.join(credentials)} are all sent as the Authorization header; keep "
             "one of them.")
+
+
+def check_sequence_header(options: OptionValues) -> None:
+    """'sequence-id-header' is not also a custom header: both lines would be sent."""
+    name = options.sequence_id_header
+    if name is not None and any(h.lower() == name.lower() for h, _ in options.custom_headers):
+        raise TritonConfigError(
+            f"'sequence-id-header' = '{name}' is also set in 'custom-headers': the header would "
+            "be sent twice. Keep one of them.")
+
+
+# What gRPC takes as a metadata key (lower-cased; a '-bin' key carries bytes, not text). grpcio
+# refuses anything else with an error that shows all the metadata, credentials included.
+_GRPC_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
+
+
+def check_grpc_metadata(options: OptionValues) -> None:
+    """Over gRPC, header names become metadata keys: only those gRPC can carry."""
+    if options.effective_protocol != "grpc":
+        return
+    names = [("'sequence-id-header'", options.sequence_id_header)] + [
+        ("a header name in 'custom-headers'", name) for name, _ in options.custom_headers]
+    for what, name in names:
+        if name is None:
+            continue
+        key = name.lower()
+        if not _GRPC_METADATA_KEY.fullmatch(key) or key.endswith("-bin"):
+            raise TritonConfigError(
+                f"{what} '{name}' cannot be a gRPC metadata key: over gRPC, use letters, "
+                "digits, '-', '_' and '.' only, not ending in '-bin'.")

@@ -1,4 +1,7 @@
-"""The Triton endpoint: parsing the ``endpoint`` option, building request paths, redaction.
+"""The Triton endpoints: parsing the ``endpoint`` option, building request paths, redaction.
+
+The option names one server, or several replicas serving the same models as a comma-separated
+list (:class:`Endpoints`), each in one of the forms below, all with one scheme.
 
 Accepted forms (as Flink's Java provider accepts them): ``host:port``, a base URL
 (``http://host:8000``, possibly behind a gateway path), or that URL followed by ``/v2`` or
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
@@ -112,6 +116,71 @@ class Endpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         userinfo = "***@" if self.has_credentials else ""
         return f"{self.scheme}://{userinfo}{host}:{self.port}{self.base_path}"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The ``endpoint`` option: the servers a function sends to, in the order given (which
+    decides nothing: sequences are placed by a hash of the server's URL, not its position)."""
+
+    servers: tuple[Endpoint, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoints:
+        """One endpoint, or several separated by commas; raises ``ValueError`` naming the
+        server at fault by its position (never echoing secrets)."""
+        parts = text.split(",")
+        if len(parts) == 1:
+            return cls((Endpoint.parse(text),))
+        servers = []
+        for number, part in enumerate(parts, start=1):
+            where = f"server {number} of {len(parts)} in the comma-separated list"
+            if not part.strip():
+                raise ValueError(f"{where} is empty")
+            try:
+                servers.append(Endpoint.parse(part))
+            except ValueError as e:
+                raise ValueError(f"{where}: {e} (a ',' in a user name or password is written "
+                                 "%2C)") from None
+        schemes = sorted({server.scheme for server in servers})
+        if len(schemes) > 1:
+            raise ValueError(f"the servers mix the schemes {' and '.join(schemes)}; replicas "
+                             "of one model are reached in one way (one protocol, TLS or not)")
+        seen: set[str] = set()
+        for server in servers:
+            if str(server) in seen:
+                raise ValueError(f"the server {server} is listed twice")
+            seen.add(str(server))
+        return cls(tuple(servers))
+
+    @property
+    def scheme(self) -> str:
+        return self.servers[0].scheme  # (one for all: parse() checks it)
+
+    @property
+    def protocol(self) -> str:
+        return self.servers[0].protocol
+
+    @property
+    def use_tls(self) -> bool:
+        return self.servers[0].use_tls
+
+    @property
+    def has_credentials(self) -> bool:
+        return any(server.has_credentials for server in self.servers)
+
+    @property
+    def has_path(self) -> bool:
+        return any(server.base_path for server in self.servers)
+
+    def __len__(self) -> int:
+        return len(self.servers)
+
+    def __iter__(self) -> Iterator[Endpoint]:
+        return iter(self.servers)
+
+    def __str__(self) -> str:
+        return ", ".join(str(server) for server in self.servers)
 
 
 def _ascii_host(host: str) -> str:

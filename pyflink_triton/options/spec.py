@@ -15,7 +15,7 @@ from dataclasses import Field, dataclass, field, fields
 from datetime import timedelta
 from typing import Any, Literal
 
-from .endpoint import Endpoint
+from .endpoint import Endpoints
 from .provider import PROVIDER, parse_provider
 from .sequence_ids import MAX_SEQUENCE_ID_BYTES, parse_sequence_id
 from .values import (
@@ -27,6 +27,7 @@ from .values import (
     parse_counter_init_strategy,
     parse_endpoint,
     parse_fraction,
+    parse_header_name,
     parse_headers,
     parse_int_between,
     parse_mode,
@@ -75,11 +76,15 @@ class OptionValues:
     :class:`~.triton_options.TritonOptions` (built by its ``from_dict``) is these values
     parsed from Flink's texts and checked against each other; the rules read them as this."""
 
-    endpoint: Endpoint = _option(
+    endpoint: Endpoints = _option(
         "endpoint", parse_endpoint,
-        "an http or https URL (or host:port); a trailing /v2 or /v2/models is accepted",
+        "an http or https URL (or host:port; a trailing /v2 or /v2/models is accepted), or "
+        "grpc:// / grpcs:// host:port; several servers of one scheme separated by commas",
         "Base URL of the Triton server's HTTP/REST (KServe v2) endpoint. user:password@ in "
-        "the URL is sent as HTTP basic auth and redacted in every message.", required=True)
+        "the URL is sent as HTTP basic auth and redacted in every message. Several servers "
+        "(replicas serving the same model) are balanced: requests without a sequence go to "
+        "the one with the fewest in flight, each sequence stays on one server chosen by a "
+        "hash of its ID (docs/replicas.md).", required=True)
     model_name: str = _option(
         "model-name", parse_text, "a non-empty model name",
         "Name of the model in Triton's model repository (case-sensitive).", required=True)
@@ -161,6 +166,13 @@ class OptionValues:
         "and then its whole entry: 'X-Url:\"http://h:1\"'",
         "Extra HTTP headers sent with every request. Values are never logged.", (),
         secret=True)
+    sequence_id_header: str | None = _option(
+        "sequence-id-header", parse_header_name,
+        "an HTTP header name (letters, digits and !#$%&'*+-.^_`|~), or unset",
+        "Also send each request's sequence ID in this HTTP header (gRPC: metadata key, in "
+        "lower case), so that a load balancer in front of several replicas can keep a "
+        "sequence on one of them (nginx 'hash $http_<name> consistent', Envoy's header "
+        "hash). Requests without a sequence do not carry it.")
     compression: str | None = _option(
         "compression", parse_compression, "gzip, or unset",
         "Compress request bodies with gzip (Content-Encoding: gzip).")
@@ -207,13 +219,14 @@ class OptionValues:
         "record then never fails the job.", False)
     circuit_breaker_enabled: bool = _option(
         "circuit-breaker-enabled", parse_bool, _BOOLEAN,
-        "Stop sending requests while the server fails: per parallel subtask, the breaker opens "
-        "when at least 10 requests were counted and the share of failures reaches "
-        "'circuit-breaker-failure-threshold'. While open, records fail at once (not retried; "
-        "'default-value' applies). After 'circuit-breaker-timeout' it lets "
-        "'circuit-breaker-half-open-requests' requests through and closes when they all "
-        "succeed. A record counts once, however many attempts it took; only transient "
-        "failures count.", False)
+        "Stop sending requests to a server while it fails: per parallel subtask and server, "
+        "the breaker opens when at least 10 attempts were counted and the share of failures "
+        "reaches 'circuit-breaker-failure-threshold'. While open, the server gets no "
+        "requests: they go to another server of 'endpoint', or, when every server's breaker "
+        "is open, records fail at once (not retried; 'default-value' applies). After "
+        "'circuit-breaker-timeout' it lets 'circuit-breaker-half-open-requests' requests "
+        "through and closes when they all succeed. Every attempt counts; only transient "
+        "failures count as failures.", False)
     circuit_breaker_failure_threshold: float = _option(
         "circuit-breaker-failure-threshold", parse_fraction, "a number in (0, 1]",
         "Share of failed requests at which the circuit breaker opens.", 0.5)
@@ -227,11 +240,12 @@ class OptionValues:
         "breaker closes, when one fails, it opens again.", 3)
     health_check_enabled: bool = _option(
         "health-check-enabled", parse_bool, _BOOLEAN,
-        "Probe the server every 'health-check-interval' (GET /v2/health/live, then "
+        "Probe each server every 'health-check-interval' (GET /v2/health/live, then "
         "/v2/health/ready if not live; gRPC ServerLive/ServerReady) from a background thread. "
-        "Probe results count as samples of the circuit breaker when it is enabled (a failed "
-        "probe reopens a half-open breaker; probes alone never close it); without it, changes "
-        "of health are logged only.", False)
+        "Probe results count as samples of the server's circuit breaker when it is enabled (a "
+        "failed probe reopens a half-open breaker; probes alone never close it). With several "
+        "servers, one failing its probe gets no requests until a probe passes; with one "
+        "server and no breaker, changes of health are logged only.", False)
     health_check_interval: timedelta = _option(
         "health-check-interval", parse_positive_duration, _DURATION_TEXT,
         "Time between two health probes.", timedelta(seconds=30))

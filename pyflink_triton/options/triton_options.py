@@ -48,6 +48,8 @@ class TritonOptions(OptionValues):
         reliability_rules.check_reliability(parsed)
         connection_rules.check_tls(parsed)
         connection_rules.check_credentials(parsed)
+        connection_rules.check_sequence_header(parsed)
+        connection_rules.check_grpc_metadata(parsed)
         return parsed
 
     def check_mode(self, mode: Mode) -> None:

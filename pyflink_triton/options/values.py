@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 
-from .endpoint import Endpoint
+from .endpoint import Endpoints
 
 # --- booleans, numbers and durations -----------------------------------------------------------
 
@@ -124,8 +124,8 @@ parse_null_input = parse_choice("fail", "skip", what="NULL input behaviours")
 
 # --- the server and the model ------------------------------------------------------------------
 
-def parse_endpoint(text: str) -> Endpoint:
-    return Endpoint.parse(text)
+def parse_endpoint(text: str) -> Endpoints:
+    return Endpoints.parse(text)
 
 
 def parse_model_version(text: str) -> str | None:
@@ -275,6 +275,21 @@ def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
         except ValueError as e:
             raise ValueError(f"entry {number}: {e}") from None
     return tuple(headers)
+
+
+def parse_header_name(text: str) -> str:
+    """A header the client sets to a value of its own (the sequence ID)."""
+    name = text.strip()
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError("not a valid HTTP header name (letters, digits and "
+                         "!#$%&'*+-.^_`|~ only, no spaces)")
+    lowered = name.lower()
+    if lowered in _RESERVED_HEADERS or lowered in ("authorization", "connection",
+                                                   "te", "user-agent"):
+        raise ValueError(f"the header '{name}' is used by the client or the protocol itself")
+    if lowered.startswith("grpc-"):
+        raise ValueError("names starting with 'grpc-' are reserved by gRPC")
+    return name
 
 
 def _parse_header(entry: str) -> tuple[str, str]:

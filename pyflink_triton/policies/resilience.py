@@ -5,10 +5,11 @@ Pure, no I/O: time comes from a clock and randomness from a function the caller 
   'timeout', 'record-timeout') and :class:`Attempts`, one record's attempts under it: only
   transient failures are retried, with exponential backoff and equal jitter, within the
   record's overall bound.
-- :class:`CircuitBreaker` (options 'circuit-breaker-*'): CLOSED -> OPEN when the share of
-  failed requests among the last 100 reaches the threshold (over at least 10, as Flink's Java
-  provider; it counts all requests, halving at 10 000); OPEN -> HALF_OPEN after the open
-  duration; HALF_OPEN lets a budget of trial requests through and closes when all succeed.
+- :class:`CircuitBreaker` (options 'circuit-breaker-*'), one per server: CLOSED -> OPEN when
+  the share of failed attempts among the last 100 reaches the threshold (over at least 10, as
+  Flink's Java provider; it counts all requests, halving at 10 000); OPEN -> HALF_OPEN after
+  the open duration; HALF_OPEN lets a budget of trial requests through and closes when all
+  succeed. ``routing`` admits each attempt through the breaker of the server it goes to.
 
 The plumbing that sends requests under these policies is ``reliable``.
 """
@@ -138,10 +139,11 @@ class BreakerState(enum.IntEnum):
 
 
 class CircuitBreaker:
-    """Per function instance; thread-safe (the health check reports from its own thread)."""
+    """Per function instance and server; thread-safe (the health check reports from its own
+    thread)."""
 
     MINIMUM_SAMPLES = 10  # the breaker never opens on fewer requests
-    # The share is taken over the last WINDOW records only: after hours of successes, an
+    # The share is taken over the last WINDOW attempts only: after hours of successes, an
     # outage must open the breaker within a few dozen records, not after as many failures.
     WINDOW = 100
 
@@ -189,8 +191,8 @@ class CircuitBreaker:
             return Admission.REQUEST
 
     def open_for(self) -> float | None:
-        """Seconds the breaker stays open, or None when it is not open. Retries of a record
-        admitted earlier check this: they stop once the breaker has opened."""
+        """Seconds the breaker stays open, or None when it is not open (its server then gets
+        no requests; a record stops retrying once every server's breaker is open)."""
         with self._lock:
             if self._state is not BreakerState.OPEN:
                 return None
@@ -198,7 +200,7 @@ class CircuitBreaker:
             return remaining if remaining > 0 else None
 
     def record(self, success: bool, admission: Admission) -> None:
-        """The outcome of an admitted request: once per record, whatever its attempts."""
+        """The outcome of an admitted attempt."""
         with self._lock:
             if self._state is BreakerState.CLOSED:
                 self._count(success)

@@ -2,11 +2,11 @@
 
 A function instance's open() builds one (``function.TritonInference.open``) once the served
 model is checked: the column codecs bound to that model, the subtask's sequence IDs (or the
-keyed-sequence policy), the request guard (retries, breaker, metrics), the health check and
-the result policy. Its methods are the per-record steps every mode shares: a record's values
--> an :class:`InferRequest`, a response -> the record's result, a failure -> the fallback
-result or the error. It sends nothing itself: sending (blocking, awaited, batched, in a key's
-sequence) is each mode's.
+keyed-sequence policy), the request guard (retries, metrics), its servers (routing,
+breakers, health checks) and the result policy. Its methods are the per-record steps every
+mode shares: a record's values -> an :class:`InferRequest`, a response -> the record's
+result, a failure -> the fallback result or the error. It sends nothing itself: sending
+(blocking, awaited, batched, in a key's sequence) is each mode's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from ..options import TritonOptions
 from ..policies.keyed import KeyedSequences
 from ..policies.sequence import SequenceIdGenerator, SequenceParams
 from ..wire.request import InferRequest, InferResponse, ModelRef
-from .reliable import HealthCheck, RequestGuard
+from .reliable import RequestGuard
+from .servers import Servers
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,14 @@ class InstanceContext:
 
     def __init__(self, model: ModelRef, options: TritonOptions, results: ResultPolicy,
                  bound: BoundSignature, sequence_ids: SequenceIdGenerator, guard: RequestGuard,
-                 health: HealthCheck | None, keyed: KeyedSequences | None = None) -> None:
+                 servers: Servers, keyed: KeyedSequences | None = None) -> None:
         self.model = model
         self.options = options
         self.bound = bound
         self.sequence_ids = sequence_ids
         self.keyed = keyed
         self.guard = guard
-        self.health = health
+        self.servers = servers
         self.results = results
         self.priority = options.priority
         self.skip_nulls = options.null_input == "skip"
@@ -116,8 +117,7 @@ class InstanceContext:
 
     def close(self) -> None:
         self.sequence_ids.close()
-        if self.health is not None:
-            self.health.stop()
+        self.servers.close()
 
     @contextmanager
     def naming_the_model(self) -> Iterator[None]:

@@ -3,17 +3,16 @@
 :class:`TritonInference` is the picklable description of a model function (validated options
 plus the column signature, and the mode it was created for); PyFlink ships it with the job.
 Each parallel function instance calls :meth:`TritonInference.open` in Flink's open(), with its
-subtask index, attempt, metric group and parallelism (a :class:`Subtask`). open() connects,
-checks the signature against the model the server serves (fetched anew every time: it may
-have changed since registration), starts the instance's sequence IDs, guard and health check
-(its :class:`~.context.InstanceContext`) and hands them to the mode's session class from
-:data:`SESSIONS`. The sessions' contract is ``contract``.
+subtask index, attempt, metric group and parallelism (a :class:`Subtask`). open() connects
+to the servers of 'endpoint' (``servers``), checks the signature against the model they serve
+(fetched anew every time: it may have changed since registration), starts the instance's
+sequence IDs, guard and health checks (its :class:`~.context.InstanceContext`) and hands them
+to the mode's session class from :data:`SESSIONS`. The sessions' contract is ``contract``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,17 +24,16 @@ from ..codecs.signature import ColumnDeclaration, ModelSignature, OutputDeclarat
 from ..errors import TritonConfigError, TritonError
 from ..options import Mode, TritonOptions
 from ..policies.keyed import KeyedSequencePolicy, new_incarnation
-from ..policies.resilience import RetryPolicy
 from ..policies.sequence import LIVE_SEQUENCES, SequencePolicy
 from ..policies.slots import SequenceSlots, SlotBudget
-from ..wire.request import ModelRef, Transport
-from .connect import connect, connect_async
+from ..wire.request import ModelRef
 from .context import InstanceContext
 from .contract import InferenceSession
 from .keyed import KeyedInferenceSession
 from .metrics import InferenceMetrics
 from .per_record import AsyncInferenceSession, SyncInferenceSession
-from .reliable import HealthCheck, RequestGuard, call_with_retries
+from .reliable import RequestGuard
+from .servers import AsyncServerPool, ServerPool, Servers
 from .vectorized import BatchInferenceSession
 
 log = logging.getLogger(__name__)
@@ -86,9 +84,10 @@ class TritonInference:
         model = ModelRef(parsed.model_name, parsed.model_version)
 
         def fetch_served() -> tuple[dict[str, Any], dict[str, Any]]:
-            transport = connect(parsed)
+            servers = Servers(parsed, InferenceMetrics())
+            pool = ServerPool(servers)
             try:
-                return served_model(parsed, transport, model)
+                return servers.served_model(model, pool.transport)
             except TritonError as e:
                 raise TritonConfigError(
                     f"Cannot derive the input and output columns of model {model} from the "
@@ -96,7 +95,7 @@ class TritonInference:
                     "MODEL, inputs= and output= in Python) or make the server reachable when "
                     "the function is registered.") from None
             finally:
-                transport.close()
+                pool.close()
 
         signature = ModelSignature.resolve(model, parsed, inputs, output, fetch_served)
         return cls(parsed, signature, ResultPolicy.from_options(
@@ -122,24 +121,25 @@ class TritonInference:
         session = SESSIONS[mode or self.mode or "sync"]
         subtask = Subtask(subtask_index, attempt, metric_group, parallelism)
         options = self.options
-        if session.blocking:  # the transport of the checks is the session's
-            transport = connect(options)
-            try:
-                return session(self._context(transport, subtask, session), transport)
-            except BaseException:
-                transport.close()
-                raise
-        # (made first: until a loop uses it, it holds nothing to close if the checks fail)
-        async_transport = connect_async(options, options.max_concurrent_requests)
-        transport = connect(options)  # a blocking one for the checks: open() is not async
+        metrics = InferenceMetrics(subtask.metric_group)
+        servers = Servers(options, metrics)
+        # The checks go over a blocking pool: the session's own if it blocks (an asyncio
+        # pool connects on its first call, from PyFlink's event loop, which starts later).
+        checks = ServerPool(servers)
         try:
-            context = self._context(transport, subtask, session)
-        finally:
-            transport.close()
-        return session(context, async_transport)
+            context = self._context(servers, checks, subtask, session, metrics)
+            if session.blocking:
+                return session(context, checks)
+            checks.close()
+            return session(context, AsyncServerPool(servers, options.max_concurrent_requests))
+        except BaseException:
+            checks.close()
+            servers.close()
+            raise
 
-    def _context(self, transport: Transport, subtask: Subtask,
-                 session: type[InferenceSession[Any, Any, Any, Any]]) -> InstanceContext:
+    def _context(self, servers: Servers, checks: ServerPool, subtask: Subtask,
+                 session: type[InferenceSession[Any, Any, Any, Any]],
+                 metrics: InferenceMetrics) -> InstanceContext:
         options, mode = self.options, session.mode
         options.check_mode(mode)  # (also when the function was created for another mode)
         policy = SequencePolicy.from_options(options)
@@ -147,7 +147,7 @@ class TritonInference:
             policy.check_senders(subtask.parallelism)
         # Fetched anew by every open(): the served model may have changed since registration
         # (or since the last attempt).
-        metadata, config = served_model(options, transport, self.model)
+        metadata, config = servers.served_model(self.model, checks.transport)
         bound = self.signature.bind(self.model, metadata, config, options)
         keyed = None
         if session.sequence_per_key:
@@ -159,34 +159,17 @@ class TritonInference:
         sequence_ids = policy.for_subtask(subtask.index, attempt=subtask.attempt,
                                           live=None if keyed else LIVE_SEQUENCES)
         try:
-            metrics = InferenceMetrics(subtask.metric_group)
             metrics.gauge("sequenceCounter", lambda: sequence_ids.issued)
-            guard = RequestGuard(options, metrics)
+            guard = RequestGuard(options, metrics, breakers_open=servers.router.breakers_open)
             log.info("Triton model %s at %s (%s, %s): subtask %d of %d, attempt %d, %s; %s; %s",
-                     self.model, options.endpoint, options.effective_protocol, mode,
+                     self.model, servers.describe(), options.effective_protocol, mode,
                      subtask.index, subtask.parallelism, subtask.attempt,
                      sequence_ids.describe() if keyed is None else keyed.describe(),
                      guard.describe(), self.signature.describe())
-            health = None
             if options.health_check_enabled:
-                health = HealthCheck(options, guard.breaker, metrics,
-                                     f"{self.model.name}-{subtask.index}").start()
+                servers.start_health_checks(f"{self.model.name}-{subtask.index}")
         except BaseException:
             sequence_ids.close()
             raise
         return InstanceContext(self.model, options, self.results, bound, sequence_ids, guard,
-                               health, keyed)
-
-
-def served_model(options: TritonOptions, transport: Transport,
-                 model: ModelRef) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The model's metadata and config from the server, fetched under the retry policy of
-    the records: a job that starts while Triton (re)starts waits for it as records would."""
-    def fetch(timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        metadata = transport.model_metadata(model, timeout)
-        return metadata, transport.model_config(model, max(deadline - time.monotonic(), 0.001))
-
-    return call_with_retries(RetryPolicy.from_options(options), fetch,
-                             f"fetching the metadata and config of model {model}",
-                             options.endpoint, model)
+                               servers, keyed)

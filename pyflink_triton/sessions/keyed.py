@@ -22,16 +22,16 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from ..errors import TritonCircuitOpenError, TritonRequestError
+from ..errors import TritonCircuitOpenError, TritonRequestError, TritonSequenceServerLostError
 from ..options import format_duration
 from ..policies.keyed import Inputs, KeySequence, RecordPlan, Send
 from ..policies.slots import Held
 from ..wire.failures import no_sequence_slot, unknown_sequence
-from ..wire.request import InferRequest, InferResponse, Transport
-from .connect import connect
+from ..wire.request import InferRequest, InferResponse
 from .context import InstanceContext, Throttled
 from .contract import InferenceSession
 from .keyed_slots import EVICTION_WARNING_SECONDS, HeldSequences
+from .servers import ServerPool
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
     blocking = True
     sequence_per_key = True
 
-    def __init__(self, context: InstanceContext, transport: Transport) -> None:
+    def __init__(self, context: InstanceContext, transport: ServerPool) -> None:
         super().__init__(context, transport)
         assert context.keyed is not None  # (open() draws it for a sequence_per_key mode)
         self.sequences = context.keyed
@@ -119,11 +119,12 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
         return self._held.evictions
 
     @property
-    def transport(self) -> Transport:
-        """This thread's connection (a blocking transport is not thread-safe)."""
+    def transport(self) -> ServerPool:
+        """This thread's connections (a blocking transport is not thread-safe); the routing
+        state behind them is the instance's."""
         transport = getattr(self._local, "transport", None)
         if transport is None:
-            transport = self._local.transport = connect(self.context.options)
+            transport = self._local.transport = ServerPool(self.context.servers)
             with self._counts:
                 self._transports.append(transport)
         return transport
@@ -134,9 +135,11 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
         sequence, ending it if ``end``; returns the record's result and the key's new state.
 
         A step of a sequence is never sent twice into it (the model would apply it twice):
-        when a request fails in a way that may have reached the model, or Triton no longer
-        knows the sequence (restarted, or reaped it), the key's sequence restarts once, as a
-        new sequence warmed up with the key's last inputs, and the record goes there."""
+        when a request fails in a way that may have reached the model, Triton no longer
+        knows the sequence (restarted, or reaped it), or its server is unavailable while
+        another of 'endpoint' is up, the key's sequence restarts once, as a new sequence
+        (on the first available server in its ID's order) warmed up with the key's last
+        inputs, and the record goes there."""
         context = self.context
         values = tuple(values)
         restarts_left = 1
@@ -163,7 +166,12 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
                     error = self._no_slot_error(plan, error)
                 if cause.maybe_delivered and cause.retryable:
                     self._end_abandoned(plan)  # (Triton may hold it open: free its slot)
-                if restarts_left and (unknown_sequence(cause) or (
+                elif isinstance(cause, TritonSequenceServerLostError):
+                    # (its server may only be cut off from here, holding the slot until it
+                    # reaps the sequence)
+                    self._held.linger(plan.sequence_id, plan.state.last_activity_ms)
+                if restarts_left and (unknown_sequence(cause) or isinstance(
+                        cause, TritonSequenceServerLostError) or (
                         cause.retryable and cause.maybe_delivered)):
                     restarts_left -= 1
                     self._log_restart(plan, error)
@@ -265,8 +273,9 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
             log.warning(
                 "Restarted %d sequence(s) of model %s as new one(s), warmed up with their "
                 "keys' last inputs ('sequence-replay-records'), since the last such message: "
-                "Triton no longer held them, or a request may have reached the model (it is "
-                "never sent into its sequence again). The latest: %s, after: %s", restarts,
+                "Triton no longer held them, their server became unavailable, or a request "
+                "may have reached the model (it is never sent into its sequence again). The "
+                "latest: %s, after: %s", restarts,
                 self.context.model, plan.sequence_id, error)
 
     def end_if_idle(self, state: KeySequence | None, key: Any,
@@ -304,9 +313,9 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
 
     def end_open_sequences(self, within: float = CLOSE_SECONDS) -> None:
         """END every sequence this session holds open (at the end of the input, or when the
-        task is cancelled): one attempt each, all within ``within`` seconds, and none after a
-        sign that the server is unwell (the others would wait as long). Triton reaps what is
-        left, untold."""
+        task is cancelled): one attempt each, all within ``within`` seconds, and, with one
+        server, none after a sign that it is unwell (the others would wait as long). Triton
+        reaps what is left, untold."""
         pending = self._held.take_all()
         if not pending:
             return
@@ -324,8 +333,10 @@ class KeyedInferenceSession(InferenceSession[[KeySequence | None, Any, Sequence[
                 ended += 1
             except TritonRequestError as error:
                 why = str(error)
-                if (error.last_attempt or error).retryable or isinstance(
-                        error, TritonCircuitOpenError):
+                # (with several servers, the others' sequences still end; each END is
+                # bounded by what is left of ``within``)
+                if len(context.servers) == 1 and ((error.last_attempt or error).retryable
+                                                  or isinstance(error, TritonCircuitOpenError)):
                     break
         if ended < len(pending):
             log.warning(

@@ -10,6 +10,10 @@ sequences), ``circuitBreakerState`` (0 closed, 1 half-open, 2 open; with the bre
 ``healthy`` (1 when the last health probe passed, 0 when it failed, -1 before the first; with
 health checks on).
 Distribution: ``latencyMs``, the time of each attempt (count, sum, min, max).
+Per server, in the subgroup ``server`` = ``<host>:<port>[<path>]`` of each server in 'endpoint':
+counters ``requests`` (attempts sent there) and ``failures`` (attempts that failed there),
+gauges ``inFlight``, ``circuitBreakerState`` and ``healthy`` (the function's own are then:
+the best state of its servers', and 1 when any server passed its last probe).
 
 Counts are kept here and handed to Flink when PyFlink samples the gauges, at the end of each
 bundle, on the bundle's thread. That is the only thread where PyFlink records Python metrics:
@@ -66,9 +70,29 @@ class Latencies:
                 self._flink.update(value)
 
 
+class ServerMetrics:
+    """One server's counts, in the function's group ``server`` = its ``host:port[path]``."""
+
+    def __init__(self, group: Any | None,
+                 reported: Callable[[Callable[[], int]], int]) -> None:
+        self._group = group
+        self._reported = reported  # (sampling any gauge reports every count)
+        self.requests = Count(None if group is None else group.counter("requests"))
+        self.failures = Count(None if group is None else group.counter("failures"))
+
+    def gauge(self, name: str, value: Callable[[], int]) -> None:
+        if self._group is not None:
+            self._group.gauge(name, lambda: self._reported(value))
+
+    def report(self) -> None:
+        self.requests.report()
+        self.failures.report()
+
+
 class InferenceMetrics:
     def __init__(self, metric_group: Any | None = None) -> None:
         group = self._group = None if metric_group is None else metric_group.add_group(GROUP)
+        self._servers: list[ServerMetrics] = []
         self.counts = {name: Count(None if group is None else group.counter(name))
                        for name in ("requests", "successes", "failures", "retries",
                                     "fallbacks")}
@@ -82,11 +106,21 @@ class InferenceMetrics:
         if self._group is not None:
             self._group.gauge(name, lambda: self._reported(value))
 
+    def server(self, name: str) -> ServerMetrics:
+        """The metrics of the server ``name`` (host:port and any gateway path), reported with
+        these."""
+        server = ServerMetrics(None if self._group is None
+                               else self._group.add_group("server", name), self._reported)
+        self._servers.append(server)
+        return server
+
     def report(self) -> None:
         """Hand the counts and latencies gathered since the last call to Flink."""
         for count in self.counts.values():
             count.report()
         self.latency_ms.report()
+        for server in self._servers:
+            server.report()
 
     def _reported(self, value: Callable[[], int]) -> int:
         self.report()  # (each gauge reports: which one PyFlink samples first is not said)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import TritonRequestError
 from ..wire.loops import gather_or_cancel
-from ..wire.request import AsyncTransport, Transport
+from ..wire.request import AsyncTransport, Sender
 from .contract import InferenceSession
 
 
@@ -26,7 +26,7 @@ class SyncInferenceSession(InferenceSession[[Sequence[Any]], Any, Iterable[Seque
 
     mode = "sync"
     blocking = True
-    _transport: Transport
+    _transport: Sender
 
     def infer(self, values: Sequence[Any]) -> Any:
         """Send one record (one value per input column) and return its result."""

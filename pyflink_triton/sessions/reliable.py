@@ -1,10 +1,11 @@
-"""Sending requests under the reliability policy: retries, the circuit breaker, the health
-check, and the metrics that count them. The policy itself (pure) is ``resilience``.
+"""Sending requests under the reliability policy: retries, the health check, and the metrics
+that count them. The policy itself (pure) is ``resilience``.
 
 A :class:`RequestGuard` belongs to one function instance. It wraps each logical request:
-the breaker admits it (or the record fails at once), attempts follow the retry policy with
-the same :class:`InferRequest` (so a retried record keeps its sequence ID), and the outcome
-is recorded once. :class:`HealthCheck` probes the server from a daemon thread.
+attempts follow the retry policy with the same :class:`InferRequest` (so a retried record
+keeps its sequence ID), each attempt routed by the pool it is sent on (``servers``: which
+server, whether its circuit breaker admits it). :class:`HealthCheck` probes one server from a
+daemon thread.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
-from ..errors import TritonCircuitOpenError
 from ..options import TritonOptions
-from ..options.endpoint import Endpoint
-from ..policies.resilience import Admission, Attempts, BreakerState, CircuitBreaker, RetryPolicy
+from ..options.endpoint import Endpoint, Endpoints
+from ..policies.resilience import Attempts, RetryPolicy
 from ..wire.failures import as_request_error
-from ..wire.request import AsyncTransport, InferRequest, InferResponse, ModelRef, Transport
+from ..wire.request import (
+    AsyncTransport,
+    InferRequest,
+    InferResponse,
+    ModelRef,
+    Sender,
+    Transport,
+)
 from .connect import connect
 from .metrics import InferenceMetrics
 
@@ -34,26 +41,27 @@ T = TypeVar("T")
 
 
 class RequestGuard:
-    """Retries, breaker and metrics around the requests of one function instance."""
+    """Retries and metrics around the requests of one function instance."""
 
     def __init__(self, options: TritonOptions, metrics: InferenceMetrics,
                  clock: Callable[[], float] = time.monotonic,
-                 uniform: Callable[[], float] = random.random) -> None:
+                 uniform: Callable[[], float] = random.random,
+                 breakers_open: Callable[[], bool] = lambda: False) -> None:
+        """``breakers_open``: whether every server's circuit breaker is open now (a record
+        stops retrying then, rather than wait a backoff to be refused)."""
         self.policy = RetryPolicy.from_options(options)
-        self.breaker = CircuitBreaker.from_options(options, clock)
+        self.breakers_open = breakers_open
+        self.breaker_enabled = options.circuit_breaker_enabled
         self.endpoint = options.endpoint
         self.metrics = metrics
         self.clock = clock
         self.uniform = uniform
-        if self.breaker is not None:
-            breaker = self.breaker
-            metrics.gauge("circuitBreakerState", lambda: int(breaker.state))
 
     def describe(self) -> str:
-        breaker = "circuit breaker on" if self.breaker else "no circuit breaker"
+        breaker = "circuit breaker on" if self.breaker_enabled else "no circuit breaker"
         return f"{self.policy.describe()}, {breaker}"
 
-    def send(self, transport: Transport, request: InferRequest, *,
+    def send(self, transport: Sender, request: InferRequest, *,
              resend_delivered: bool = True, within: float | None = None) -> InferResponse:
         """Send ``request`` under the policy. ``resend_delivered`` False: retry only failures
         that prove the request never reached the server (for the steps of a long-lived
@@ -85,7 +93,7 @@ class RequestGuard:
 
 
 def call_with_retries(policy: RetryPolicy, call: Callable[[float], T], what: str,
-                      endpoint: Endpoint, model: ModelRef,
+                      endpoint: Endpoint | Endpoints, model: ModelRef,
                       clock: Callable[[], float] = time.monotonic,
                       sleep: Callable[[float], None] = time.sleep,
                       uniform: Callable[[], float] = random.random) -> T:
@@ -115,7 +123,7 @@ def call_with_retries(policy: RetryPolicy, call: Callable[[float], T], what: str
 
 class _Run:
     """One logical request going through its attempts; what both send loops share. As a
-    context manager, it closes an attempt cut short (cancelled) and frees its breaker slot."""
+    context manager, it closes an attempt cut short (cancelled)."""
 
     def __init__(self, guard: RequestGuard, request: InferRequest,
                  resend_delivered: bool = True, within: float | None = None) -> None:
@@ -123,19 +131,10 @@ class _Run:
         self.request = request
         metrics = guard.metrics
         metrics.requests.inc()
-        self.admission: Admission | None = None
-        breaker = guard.breaker
-        if breaker is not None:
-            admission = breaker.admit()
-            if not isinstance(admission, Admission):
-                metrics.failures.inc()
-                raise self._breaker_open(breaker, admission)
-            self.admission = admission
         policy = guard.policy if within is None else dataclasses.replace(
             guard.policy, max_retries=0, record_timeout=within)
         self.attempts = Attempts(policy, guard.clock(), guard.uniform, resend_delivered)
         self._started: float | None = None  # while an attempt is out
-        self._outcome_recorded = False
 
     def __enter__(self) -> _Run:
         return self
@@ -143,9 +142,6 @@ class _Run:
     def __exit__(self, *exc_info: object) -> None:
         if self._started is not None:
             self._attempt_done()
-        breaker = self.guard.breaker
-        if breaker is not None and self.admission is not None and not self._outcome_recorded:
-            breaker.release(self.admission)
 
     def next_attempt(self) -> InferRequest:
         now = self.guard.clock()
@@ -156,86 +152,69 @@ class _Run:
             return dataclasses.replace(self.request, timeout=timeout)
         return self.request
 
-    def _attempt_done(self) -> None:
+    def _attempt_done(self, attempted: bool = True) -> None:
         assert self._started is not None
         metrics = self.guard.metrics
         metrics.in_flight.inc(-1)
-        metrics.latency_ms.update(int((self.guard.clock() - self._started) * 1000))
+        if attempted:  # (not a request refused before any server was tried)
+            metrics.latency_ms.update(int((self.guard.clock() - self._started) * 1000))
         self._started = None
 
     def succeeded(self) -> None:
         self._attempt_done()
         self.guard.metrics.successes.inc()
-        self._record(True)
-
-    def _record(self, success: bool) -> None:
-        breaker = self.guard.breaker
-        if breaker is not None and self.admission is not None:
-            breaker.record(success, self.admission)
-        self._outcome_recorded = True
 
     def failed(self, failure: Exception) -> float:
         """The wait before the next attempt; raises the record's error when it gives up."""
-        self._attempt_done()
         guard, attempts = self.guard, self.attempts
         error = as_request_error(failure, guard.endpoint, self.request.model)
+        self._attempt_done(error.attempted)
         wait = attempts.wait_before_retry(error, guard.clock())
-        if wait is not None and guard.breaker is not None and guard.breaker.open_for():
+        if wait is not None and guard.breakers_open():
             wait, attempts.gave_up_because = None, "the circuit breaker opened meanwhile"
         if wait is not None:
             guard.metrics.retries.inc()
             return wait
         guard.metrics.failures.inc()
-        # Only a transient failure says the server is unwell: an answer such as a 4xx shows
-        # it up and serving.
-        self._record(not error.retryable)
         raise attempts.gave_up(error, f"the request to model {self.request.model} at "
                                       f"{guard.endpoint}")
 
-    def _breaker_open(self, breaker: CircuitBreaker, wait: float) -> TritonCircuitOpenError:
-        where = f"model {self.request.model} at {self.guard.endpoint}"
-        if breaker.state is BreakerState.HALF_OPEN:
-            return TritonCircuitOpenError(
-                f"The circuit breaker for {where} is half-open and its "
-                f"{breaker.half_open_requests} trial request(s) "
-                "('circuit-breaker-half-open-requests') are still in flight; the record was "
-                "not sent.")
-        return TritonCircuitOpenError(
-            f"The circuit breaker for {where} is open ({breaker.describe_open()}); the record "
-            f"was not sent. Trial requests go through in {wait:.1f} s "
-            "('circuit-breaker-timeout').")
-
 
 class HealthCheck:
-    """Probes the server every 'health-check-interval' from a daemon thread: live, and if not
-    live, ready. Results go to the breaker (if any) and the ``healthy`` gauge; changes are
-    logged. One transport serves all the probes (it reconnects after a failure by itself), so a
-    probe costs no new channel, TLS handshake or certificate file read."""
+    """Probes one server every 'health-check-interval' from a daemon thread: live, and if not
+    live, ready. Each result goes to ``report`` (the router and the server's breaker) and the
+    ``healthy`` gauges; changes are logged. One transport serves all the probes (it
+    reconnects after a failure by itself), so a probe costs no new channel, TLS handshake or
+    certificate file read."""
 
-    def __init__(self, options: TritonOptions, breaker: CircuitBreaker | None,
-                 metrics: InferenceMetrics, name: str) -> None:
+    def __init__(self, options: TritonOptions, endpoint: Endpoint,
+                 report: Callable[[bool], None], name: str) -> None:
         self.interval = options.health_check_interval.total_seconds()
         # A probe must not outlive its period, nor take the request 'timeout' (30 s default).
         probe_timeout = min(options.timeout.total_seconds(), self.interval, 5.0)
         self._options = dataclasses.replace(options, timeout=timedelta(seconds=probe_timeout))
-        self._breaker = breaker
+        self._endpoint = endpoint
+        self._report = report
         self._model = ModelRef(options.model_name, options.model_version)
         self._transport: Transport | None = None  # made by the first probe
         self.healthy: bool | None = None
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"triton-health-{name}",
                                         daemon=True)
-        metrics.gauge("healthy", lambda: -1 if self.healthy is None else int(self.healthy))
-        if breaker is None:
-            log.warning("'health-check-enabled' without 'circuit-breaker-enabled': health "
-                        "changes of %s are logged only.", options.endpoint)
+
+    def gauge_value(self) -> int:
+        """1 when the last probe passed, 0 when it failed, -1 before the first."""
+        return -1 if self.healthy is None else int(self.healthy)
 
     def start(self) -> HealthCheck:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop probing; ``wait``: until the thread has ended (at most 10 s)."""
         self._stopped.set()
+        if not wait:
+            return
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         if not self._thread.is_alive():  # (else the thread closes it as it ends)
@@ -245,11 +224,11 @@ class HealthCheck:
         """One probe; True when the server is live (or, failing that, ready)."""
         try:
             if self._transport is None:
-                self._transport = connect(self._options)
+                self._transport = connect(self._options, self._endpoint)
             transport = self._transport
             return transport.server_live(self._model) or transport.server_ready(self._model)
         except Exception as e:  # (a probe thread that died would report nothing any more)
-            log.debug("Health probe of %s failed: %s", self._options.endpoint, e)
+            log.debug("Health probe of %s failed: %s", self._endpoint, e)
             return False
 
     def _close_transport(self) -> None:
@@ -268,11 +247,9 @@ class HealthCheck:
             healthy = self.probe()
             if healthy != self.healthy:
                 if healthy:
-                    log.info("Triton server at %s is healthy.", self._options.endpoint)
+                    log.info("Triton server at %s is healthy.", self._endpoint)
                 else:
                     log.warning("Triton server at %s failed its health probe "
-                                "(/v2/health/live and /v2/health/ready).",
-                                self._options.endpoint)
+                                "(/v2/health/live and /v2/health/ready).", self._endpoint)
             self.healthy = healthy
-            if self._breaker is not None:
-                self._breaker.record_probe(healthy)
+            self._report(healthy)

@@ -34,7 +34,8 @@ def connection_error(endpoint: Endpoint, model: ModelRef, cause: BaseException,
     ``maybe_delivered``: False when the request was certainly not sent (no connection)."""
     if is_tls_failure(cause):
         return tls_error(endpoint, model, _ssl_reason(cause))
-    if isinstance(cause, socket.timeout | TimeoutError):
+    timed_out = isinstance(cause, socket.timeout | TimeoutError)
+    if timed_out:
         reason = f"no answer within the timeout of {timeout:g} s (option 'timeout')"
     else:
         reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
@@ -42,7 +43,7 @@ def connection_error(endpoint: Endpoint, model: ModelRef, cause: BaseException,
         reason += "; if this persists, check that the https:// 'endpoint' is a TLS port"
     return TritonConnectionError(
         f"Cannot reach the Triton server at {endpoint} (option 'endpoint') for model "
-        f"{model}: {reason}.", maybe_delivered)
+        f"{model}: {reason}.", maybe_delivered, timed_out)
 
 
 def as_request_error(error: Exception, endpoint: Endpoint, model: ModelRef) -> TritonRequestError:

@@ -21,7 +21,7 @@ from ..options import TritonOptions
 from ..options.endpoint import Endpoint
 from .failures import connection_error, server_error, tls_error
 from .loops import LoopState
-from .request import InferRequest, InputTensor, ModelRef, request_headers
+from .request import InferRequest, InputTensor, ModelRef, request_headers, sequence_header
 from .tls import grpc_client_args
 
 # Status codes that mean the server was not reached or did not answer in time.
@@ -59,8 +59,11 @@ class _KServeGrpc:
     """
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
-                 compression: str | None, tls_args: Mapping[str, Any] | None) -> None:
+                 compression: str | None, tls_args: Mapping[str, Any] | None,
+                 sequence_header_name: str | None = None) -> None:
         self.endpoint = endpoint
+        self._sequence_header = (sequence_header_name.lower() if sequence_header_name
+                                 else None)
         # Checked once per transport (for_options: from the TLS options); the asyncio client is
         # made again on every new event loop, from the same arguments.
         self._tls_args = dict(tls_args) if tls_args is not None else {"ssl": endpoint.use_tls}
@@ -85,7 +88,9 @@ class _KServeGrpc:
             "sequence_end": sequence.end if sequence else False,
             "priority": request.priority or 0, "parameters": request.parameters,
             "client_timeout": request.timeout or self._timeout,
-            "headers": self._headers, "compression_algorithm": self._compression,
+            "headers": ({**self._headers, **sequence_header(self._sequence_header, request)}
+                        if self._sequence_header else self._headers),
+            "compression_algorithm": self._compression,
         }
 
     def _error(self, model: ModelRef, error: InferenceServerException,
@@ -112,14 +117,17 @@ class GrpcTransport(_KServeGrpc):
     """Blocking; the channel is thread-safe."""
 
     @classmethod
-    def for_options(cls, options: TritonOptions) -> GrpcTransport:
-        return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression, grpc_client_args(options))
+    def for_options(cls, options: TritonOptions, endpoint: Endpoint) -> GrpcTransport:
+        """The transport to ``endpoint``, one of the option's servers."""
+        return cls(endpoint, options.timeout, request_headers(options, endpoint),
+                   options.compression, grpc_client_args(options), options.sequence_id_header)
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str] = (),
                  compression: str | None = None,
-                 tls_args: Mapping[str, Any] | None = None) -> None:
-        super().__init__(endpoint, timeout, dict(headers), compression, tls_args)
+                 tls_args: Mapping[str, Any] | None = None,
+                 sequence_header_name: str | None = None) -> None:
+        super().__init__(endpoint, timeout, dict(headers), compression, tls_args,
+                         sequence_header_name)
         self._client = grpcclient.InferenceServerClient(**self._client_args())
 
     def _model_args(self, model: ModelRef, timeout: float | None) -> dict[str, Any]:
@@ -170,17 +178,21 @@ class AsyncGrpcTransport(_KServeGrpc):
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
                  compression: str | None, max_in_flight: int,
-                 tls_args: Mapping[str, Any] | None = None) -> None:
-        super().__init__(endpoint, timeout, headers, compression, tls_args)
+                 tls_args: Mapping[str, Any] | None = None,
+                 sequence_header_name: str | None = None) -> None:
+        super().__init__(endpoint, timeout, headers, compression, tls_args,
+                         sequence_header_name)
         # grpc.aio binds a channel to the running loop: one client per loop.
         self._state = LoopState(
             max_in_flight, lambda: grpcclient_aio.InferenceServerClient(**self._client_args()),
             grpcclient_aio.InferenceServerClient.close)
 
     @classmethod
-    def for_options(cls, options: TritonOptions, max_in_flight: int) -> AsyncGrpcTransport:
-        return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression, max_in_flight, grpc_client_args(options))
+    def for_options(cls, options: TritonOptions, endpoint: Endpoint,
+                    max_in_flight: int) -> AsyncGrpcTransport:
+        return cls(endpoint, options.timeout, request_headers(options, endpoint),
+                   options.compression, max_in_flight, grpc_client_args(options),
+                   options.sequence_id_header)
 
     async def infer(self, request: InferRequest) -> grpcclient.InferResult:
         client = self._state.enter()

@@ -28,7 +28,7 @@ from ..options.endpoint import Endpoint
 from . import http1
 from .failures import connection_error, server_error, unreadable_response
 from .loops import LoopState, within
-from .request import InferRequest, InputTensor, ModelRef, request_headers
+from .request import InferRequest, InputTensor, ModelRef, request_headers, sequence_header
 from .tls import http_context
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,10 @@ class _KServeHttp:
     connection, or a pool of asyncio ones)."""
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
-                 compression: str | None, binary: bool, tls: ssl.SSLContext | None) -> None:
+                 compression: str | None, binary: bool, tls: ssl.SSLContext | None,
+                 sequence_header_name: str | None = None) -> None:
         self.endpoint = endpoint
+        self._sequence_header = sequence_header_name
         self._timeout = timeout.total_seconds()
         self._compression = compression
         self._binary = binary
@@ -71,7 +73,8 @@ class _KServeHttp:
             sequence_start=sequence.start if sequence else False,
             sequence_end=sequence.end if sequence else False,
             priority=request.priority or 0, parameters=request.parameters)
-        headers = {"Content-Type": "application/octet-stream"}
+        headers = {"Content-Type": "application/octet-stream",
+                   **sequence_header(self._sequence_header, request)}
         if json_size is not None:
             headers["Inference-Header-Content-Length"] = str(json_size)
         if self._compression == "gzip":
@@ -112,14 +115,18 @@ class HttpTransport(_KServeHttp):
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str] = (),
                  compression: str | None = None, binary: bool = True,
-                 tls: ssl.SSLContext | None = None) -> None:
-        super().__init__(endpoint, timeout, headers, compression, binary, tls)
+                 tls: ssl.SSLContext | None = None,
+                 sequence_header_name: str | None = None) -> None:
+        super().__init__(endpoint, timeout, headers, compression, binary, tls,
+                         sequence_header_name)
         self._connection: http1.Connection | None = None
 
     @classmethod
-    def for_options(cls, options: TritonOptions) -> HttpTransport:
-        return cls(options.endpoint, options.timeout, request_headers(options),
-                   options.compression, options.binary_data, http_context(options))
+    def for_options(cls, options: TritonOptions, endpoint: Endpoint) -> HttpTransport:
+        """The transport to ``endpoint``, one of the option's servers."""
+        return cls(endpoint, options.timeout, request_headers(options, endpoint),
+                   options.compression, options.binary_data, http_context(options),
+                   options.sequence_id_header)
 
     def model_metadata(self, model: ModelRef, timeout: float | None = None) -> dict[str, Any]:
         return self._json(model, self._round_trip(
@@ -195,15 +202,18 @@ class AsyncHttpTransport(_KServeHttp):
 
     def __init__(self, endpoint: Endpoint, timeout: timedelta, headers: Mapping[str, str],
                  compression: str | None, binary: bool, max_connections: int,
-                 tls: ssl.SSLContext | None = None) -> None:
-        super().__init__(endpoint, timeout, headers, compression, binary, tls)
+                 tls: ssl.SSLContext | None = None,
+                 sequence_header_name: str | None = None) -> None:
+        super().__init__(endpoint, timeout, headers, compression, binary, tls,
+                         sequence_header_name)
         self._state = LoopState(max_connections, _ConnectionPool, _ConnectionPool.close)
 
     @classmethod
-    def for_options(cls, options: TritonOptions, max_connections: int) -> AsyncHttpTransport:
-        return cls(options.endpoint, options.timeout, request_headers(options),
+    def for_options(cls, options: TritonOptions, endpoint: Endpoint,
+                    max_connections: int) -> AsyncHttpTransport:
+        return cls(endpoint, options.timeout, request_headers(options, endpoint),
                    options.compression, options.binary_data, max_connections,
-                   http_context(options))
+                   http_context(options), options.sequence_id_header)
 
     async def infer(self, request: InferRequest) -> InferResult:
         data = self._post(request)

@@ -18,11 +18,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import numpy as np
 
 from ..options import TritonOptions
+from ..options.endpoint import Endpoint
 from ..policies.sequence import SequenceParams
+
+# What a sequence ID keeps as is in a header value: printable ASCII but '%' and space.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,17 @@ class InferResponse(Protocol):
     def as_numpy(self, name: str) -> np.ndarray | None: ...
 
 
-class Transport(Protocol):
-    """Blocking calls; used by one thread at a time."""
+class Sender(Protocol):
+    """What sends records' requests, blocking: a transport, or a pool of them (one per
+    server); used by one thread at a time."""
+
+    def infer(self, request: InferRequest) -> InferResponse: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Sender, Protocol):
+    """Blocking calls to one server; used by one thread at a time."""
 
     # ``timeout``: seconds for this call; None: the transport's 'timeout'.
     def model_metadata(self, model: ModelRef, timeout: float | None = None
@@ -91,6 +105,15 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def sequence_header(name: str | None, request: InferRequest) -> dict[str, str]:
+    """The header ('sequence-id-header') that carries the request's sequence ID for a load
+    balancer hashing on it; none for a request without a sequence. Percent-encoded (UTF-8)
+    where not printable ASCII: a key's text may be any Unicode, and a header value may not."""
+    if name is None or request.sequence is None:
+        return {}
+    return {name: quote(str(request.sequence.sequence_id), safe=_HEADER_SAFE)}
+
+
 class AsyncTransport(Protocol):
     """asyncio calls, many requests in flight (up to its bound; more wait for a slot)."""
 
@@ -99,13 +122,14 @@ class AsyncTransport(Protocol):
     async def close(self) -> None: ...
 
 
-def request_headers(options: TritonOptions) -> Mapping[str, str]:
-    """The headers every request carries: the user's custom headers and the credentials."""
+def request_headers(options: TritonOptions, endpoint: Endpoint) -> Mapping[str, str]:
+    """The headers every request to ``endpoint`` (one of the option's servers) carries: the
+    user's custom headers and the credentials."""
     headers = dict(options.custom_headers)
     if options.auth_token is not None:
         token = options.auth_token  # sent as is when the user already wrote the scheme
         has_scheme = token.lower().startswith("bearer ")
         headers["Authorization"] = token if has_scheme else f"Bearer {token}"
-    elif (basic := options.endpoint.basic_auth_header()) is not None:
+    elif (basic := endpoint.basic_auth_header()) is not None:
         headers["Authorization"] = basic
     return headers

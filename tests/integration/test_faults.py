@@ -182,7 +182,7 @@ def breaker_session(endpoint: str, **options: str):
 def test_the_breaker_stops_connection_attempts_during_an_outage_and_closes_after_it(
         server, http_proxy):
     session = breaker_session(http_proxy.http_endpoint)
-    breaker = session.context.guard.breaker
+    breaker = session.context.servers.breakers[0]
     try:
         assert [session.infer([x]) for x in range(20)] == list(range(1, 21))
         server.kill()
@@ -218,21 +218,21 @@ def test_failed_health_probes_open_the_breaker_without_any_record(server, http_p
         assert session.infer([1]) == 2
         server.kill()
         deadline = time.monotonic() + 10
-        while records.guard.breaker.state is not BreakerState.OPEN:
+        while records.servers.breakers[0].state is not BreakerState.OPEN:
             assert time.monotonic() < deadline, "probes did not open the breaker"
             time.sleep(0.05)
-        assert records.health.healthy is False
+        assert records.servers.health_checks[0].healthy is False
         with pytest.raises(TritonCircuitOpenError):
             session.infer([2])
         server.start()
         deadline = time.monotonic() + 10
-        while not records.health.healthy:
+        while not records.servers.health_checks[0].healthy:
             assert time.monotonic() < deadline, "probes did not see the server back"
             time.sleep(0.05)
         time.sleep(2.1)  # probes alone never close it: trials do
-        assert records.guard.breaker.state is not BreakerState.CLOSED
+        assert records.servers.breakers[0].state is not BreakerState.CLOSED
         assert [session.infer([x]) for x in range(3)] == [1, 2, 3]
-        assert records.guard.breaker.state is BreakerState.CLOSED
+        assert records.servers.breakers[0].state is BreakerState.CLOSED
     finally:
         session.close()
 

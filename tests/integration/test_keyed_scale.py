@@ -31,6 +31,7 @@ from faults import (
     FaultRepository,
     make_fault_repository,
 )
+from jobs import paced_keyed_stream
 from sequence_checks import (
     assert_key_runs,
     assert_no_live_sequences,
@@ -238,26 +239,9 @@ def run_paced(function, keys: int, count: int, rows_per_second: int) -> list[Row
     keyed operator as a pause, because of PyFlink's bundles), keyed by ``key``: x = 1..keys go
     to keys b0..b{keys-1}, the later ones take turns among b0..b{keys-2}, so that the last key
     has one record and the others have records all along. Parallelism 1."""
-    import sys
-
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
-
-    env = StreamExecutionEnvironment.get_execution_environment()
-    env.set_parallelism(1)
-    t_env = StreamTableEnvironment.create(env)
-    config = t_env.get_config()
-    config.set("python.executable", sys.executable)
-    config.set("python.fn-execution.bundle.time", "50")  # records reach Python as they come
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE ids (x BIGINT) WITH (
-          'connector' = 'datagen', 'rows-per-second' = '{rows_per_second}',
-          'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '{count}')""")
-    table = t_env.sql_query(f"""
-        SELECT CONCAT('b', CAST(CASE WHEN x <= {keys} THEN x - 1 ELSE MOD(x - 1, {keys - 1}) END
-                                AS STRING)) AS key, x
-        FROM ids""")
-    keyed = t_env.to_data_stream(table).key_by(lambda row: row.key, key_type=Types.STRING())
+    keyed = paced_keyed_stream(count, rows_per_second, f"""
+        CONCAT('b', CAST(CASE WHEN x <= {keys} THEN x - 1 ELSE MOD(x - 1, {keys - 1}) END
+                         AS STRING)) AS key, x""")
     return list(keyed_sequence_map(keyed, function).execute_and_collect())
 
 

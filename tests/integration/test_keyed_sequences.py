@@ -19,6 +19,7 @@ from pyflink_triton import (
 from pyflink_triton.sessions.function import TritonInference
 
 from faults import ECHO_LOG, RUNNING_TOTAL
+from jobs import paced_keyed_stream
 from sequence_checks import (
     assert_no_live_sequences,
     assert_running_totals,
@@ -64,31 +65,13 @@ def run_keyed_job(stream_env, function, rows: list[Row]) -> list[Row]:
 
 
 def run_paced_keyed_job(function, count: int, rows_per_second: int) -> list[Row]:
-    """elements(count), paced by a datagen source (in Java: a pause in a Python function
-    would not reach the keyed operator as a pause, because of PyFlink's bundles)."""
-    import sys
-
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import StreamTableEnvironment
-
-    env = StreamExecutionEnvironment.get_execution_environment()
-    env.set_parallelism(1)
-    t_env = StreamTableEnvironment.create(env)
-    config = t_env.get_config()
-    config.set("python.executable", sys.executable)
-    # Timers registered in Python reach Flink when a bundle ends: short bundles, timely ENDs.
-    config.set("python.fn-execution.bundle.time", "50")
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE ids (x BIGINT) WITH (
-          'connector' = 'datagen', 'rows-per-second' = '{rows_per_second}',
-          'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '{count}')""")
-    table = t_env.sql_query(f"""
-        SELECT CONCAT('k', CAST(CASE WHEN x <= 100 THEN MOD(x - 1, {KEYS})
-                                     ELSE {IDLE_KEYS} + MOD(x - 1, {KEYS - IDLE_KEYS}) END
-                                AS STRING)) AS key,
-               x, MOD(x, 13) = 0 AS last
-        FROM ids""")
-    keyed = t_env.to_data_stream(table).key_by(lambda row: row.key, key_type=Types.STRING())
+    """elements(count), paced by a datagen source (jobs.paced_keyed_stream, whose short
+    bundles also get the timers registered in Python to Flink in time: timely idle ENDs)."""
+    keyed = paced_keyed_stream(count, rows_per_second, f"""
+        CONCAT('k', CAST(CASE WHEN x <= 100 THEN MOD(x - 1, {KEYS})
+                              ELSE {IDLE_KEYS} + MOD(x - 1, {KEYS - IDLE_KEYS}) END
+                         AS STRING)) AS key,
+        x, MOD(x, 13) = 0 AS last""")
     results = keyed_sequence_map(keyed, function).set_parallelism(2)
     return list(results.execute_and_collect())
 

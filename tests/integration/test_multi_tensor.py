@@ -113,7 +113,8 @@ def test_datastream_with_named_row_elements_and_a_row_result(triton, stream_env)
 def test_only_requested_outputs_are_transferred(triton):
     options = {"endpoint": triton.http_endpoint, "model-name": "multi_io"}
     inference = TritonInference.create(options, output=["TOTAL", "Count"])
-    transport = HttpTransport.for_options(inference.options)
+    transport = HttpTransport.for_options(inference.options,
+                                          inference.options.endpoint.servers[0])
     try:
         model = inference.model
         bound = inference.signature.bind(model, transport.model_metadata(model),

@@ -372,7 +372,8 @@ def test_no_secret_in_repr_or_str_of_options_sessions_and_transports(gateway, bl
         parsed = TritonOptions.from_dict(opts)
         inference = TritonInference.create(parsed, **ADD_ONE_IO)
         session = inference.open(0)
-        transport, async_transport = connect(parsed), connect_async(parsed, 2)
+        server = parsed.endpoint.servers[0]
+        transport, async_transport = connect(parsed, server), connect_async(parsed, server, 2)
         try:
             for thing in (parsed, inference, session, transport, async_transport,
                           parsed.endpoint):

@@ -22,12 +22,13 @@ from pyflink_triton.codecs.tensors import InputCodec, OutputCodec
 from pyflink_triton.errors import TritonRequestError, TritonServerError
 from pyflink_triton.flink.table import TritonVectorizedFunction
 from pyflink_triton.options import TritonOptions
-from pyflink_triton.policies.sequence import SequencePolicy
+from pyflink_triton.policies.sequence import SequenceParams, SequencePolicy
 from pyflink_triton.sessions.batches import ColumnBatch
 from pyflink_triton.sessions.context import InstanceContext
 from pyflink_triton.sessions.function import TritonInference
 from pyflink_triton.sessions.metrics import InferenceMetrics
 from pyflink_triton.sessions.reliable import RequestGuard
+from pyflink_triton.sessions.servers import Servers
 from pyflink_triton.sessions.vectorized import BatchInferenceSession
 from pyflink_triton.wire.http import HttpTransport
 from pyflink_triton.wire.request import InferRequest, ModelRef
@@ -128,7 +129,7 @@ def batch_session(max_batch_size: int, dims=(1,), data_type=None, datatype: str 
     guard = RequestGuard(inference.options, InferenceMetrics())
     context = InstanceContext(inference.model, inference.options, inference.results, bound,
                               SequencePolicy.from_options(inference.options).for_subtask(0),
-                              guard, None)
+                              guard, Servers(inference.options, InferenceMetrics()))
     transport = EchoTransport()
     return BatchInferenceSession(context, transport), transport
 
@@ -278,7 +279,7 @@ def test_other_pandas_functions_see_what_pyflink_gave_them_before():
 def test_http_request_asks_for_the_outputs_in_the_chosen_form(binary):
     options = TritonOptions.from_dict({"endpoint": "http://h:8000/gw", "model-name": "m",
                                        "binary-data": binary})
-    transport = HttpTransport.for_options(options)
+    transport = HttpTransport.for_options(options, options.endpoint.servers[0])
     codec = InputCodec(TensorColumn("x", D.FLOAT()), "FP32", 0, (1,), False, binary == "true")
     wire = transport._post(InferRequest(ModelRef("m"), [codec.encode(1.0)], ("OUT_A", "OUT_B")))
     head, _, body = wire.partition(b"\r\n\r\n")
@@ -290,6 +291,23 @@ def test_http_request_asks_for_the_outputs_in_the_chosen_form(binary):
     assert headers["Host"] == "h:8000" and int(headers["Content-Length"]) == len(body)
     assert header["outputs"] == [{"name": n, "parameters": {"binary_data": binary == "true"}}
                                  for n in ("OUT_A", "OUT_B")]
+
+
+def test_the_sequence_id_header_carries_the_id_of_a_sequence_request_only():
+    options = TritonOptions.from_dict({"endpoint": "http://h:8000", "model-name": "m",
+                                       "sequence-id-header": "X-Sequence-Id"})
+    transport = HttpTransport.for_options(options, options.endpoint.servers[0])
+    codec = InputCodec(TensorColumn("x", D.FLOAT()), "FP32", 0, (1,), False, True)
+
+    def headers(sequence: SequenceParams | None) -> dict[str, str]:
+        wire = transport._post(InferRequest(ModelRef("m"), [codec.encode(1.0)], ("Y",),
+                                            sequence))
+        lines = wire.partition(b"\r\n\r\n")[0].decode().split("\r\n")[1:]
+        return dict(line.split(": ", 1) for line in lines)
+
+    assert headers(SequenceParams("key 7-ü", False, False))["X-Sequence-Id"] == "key%207-%C3%BC"
+    assert headers(SequenceParams(42, True, True))["X-Sequence-Id"] == "42"
+    assert "X-Sequence-Id" not in headers(None)
 
 
 @pytest.mark.parametrize("error_fields", [False, True])

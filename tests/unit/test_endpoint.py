@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from pyflink_triton.options.endpoint import Endpoint, redact_url_credentials
+from pyflink_triton.options.endpoint import Endpoint, Endpoints, redact_url_credentials
 
 PASSWORD = "hunter2pass"
 
@@ -359,3 +359,43 @@ def test_an_international_host_and_path_go_on_the_wire_encoded(text, host, base_
 def test_a_host_that_is_no_host_name_is_refused(text):
     with pytest.raises(ValueError, match="not a valid host name"):
         Endpoint.parse(text)
+
+
+# --- several servers (Endpoints) ------------------------------------------------------------------
+
+def test_a_comma_separated_list_gives_the_servers_in_order():
+    servers = Endpoints.parse(" http://a:8000 , http://u:%2C%40@b:8010/gw,c:8020 ")
+    assert [(s.host, s.port, s.base_path) for s in servers] == [
+        ("a", 8000, ""), ("b", 8010, "/gw"), ("c", 8020, "")]
+    assert servers.servers[1].password == ",@"  # (a ',' in a password is written %2C)
+    assert len(servers) == 3 and servers.protocol == "http" and not servers.use_tls
+    assert servers.has_credentials and servers.has_path
+    assert str(servers) == "http://a:8000, http://***@b:8010/gw, http://c:8020"
+
+
+def test_one_server_is_a_list_of_one():
+    servers = Endpoints.parse("grpcs://triton:8001")
+    assert servers.servers == (Endpoint.parse("grpcs://triton:8001"),)
+    assert servers.protocol == "grpc" and servers.use_tls and str(servers) == (
+        "grpcs://triton:8001")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("http://a:1,", "server 2 of 2 in the comma-separated list is empty"),
+    ("http://a:1,,http://b:2", "server 2 of 3 in the comma-separated list is empty"),
+    ("http://a:1,ftp://b:2", "server 2 of 2 in the comma-separated list: the scheme 'ftp'"),
+    ("http://a:1,grpc://b:2", "the servers mix the schemes grpc and http"),
+    ("http://a:1,https://b:2", "the servers mix the schemes http and https"),
+    ("http://a:1,a:1", "the server http://a:1 is listed twice"),
+])
+def test_a_bad_list_names_the_server_at_fault(text, fragment):
+    with pytest.raises(ValueError) as info:
+        Endpoints.parse(text)
+    assert fragment in str(info.value)
+
+
+def test_a_raw_comma_in_a_password_is_refused_without_showing_it():
+    with pytest.raises(ValueError) as info:
+        Endpoints.parse(f"http://user:{PASSWORD[:4]},{PASSWORD[4:]}@triton:8000")
+    message = str(info.value)
+    assert "%2C" in message and PASSWORD[:4] not in message and PASSWORD[4:] not in message

@@ -163,8 +163,9 @@ def test_the_blocking_transport_discards_a_connection_after_a_protocol_error():
 
     thread = threading.Thread(target=run)
     thread.start()
-    transport = HttpTransport.for_options(TritonOptions.from_dict(
-        {"endpoint": f"http://127.0.0.1:{port}", "model-name": "m", "timeout": "3 s"}))
+    options = TritonOptions.from_dict(
+        {"endpoint": f"http://127.0.0.1:{port}", "model-name": "m", "timeout": "3 s"})
+    transport = HttpTransport.for_options(options, options.endpoint.servers[0])
     try:
         with pytest.raises(TritonConnectionError) as info:
             transport.model_config(ModelRef("m"))

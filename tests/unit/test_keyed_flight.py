@@ -136,11 +136,11 @@ def flight(monkeypatch) -> Iterator[Callable[..., Flight]]:
         h.open()  # (again, on the thread-safe fake: incarnation inc1)
         connects: list[str] = []
 
-        def connect(options: Any) -> SafeTriton:
+        def connect(options: Any, endpoint: Any) -> SafeTriton:
             connects.append(threading.current_thread().name)
             return triton
 
-        monkeypatch.setattr("pyflink_triton.sessions.keyed.connect", connect)
+        monkeypatch.setattr("pyflink_triton.sessions.servers.connect", connect)
         made.append(Flight(h, triton, KeysInFlight(h.session, threads), connects))
         return made[-1]
 

@@ -51,6 +51,8 @@ from pyflink_triton.sessions.keyed import (
 )
 from pyflink_triton.wire.request import InferRequest
 
+from fake_metrics import FakeMetricGroup
+
 BASE = {"endpoint": "http://triton:8000", "model-name": "m"}
 KEYED = {**BASE, "sequence-id": "sensors"}
 INPUTS = [("x", DataTypes.BIGINT())]
@@ -857,30 +859,8 @@ def _without_timeout(parameters: Any) -> Any:
     return rest or None
 
 
-class MetricGroup:
-    """The part of PyFlink's metric group that InferenceMetrics uses."""
-
-    def __init__(self) -> None:
-        self.groups: dict[str, MetricGroup] = {}
-        self.gauges: dict[str, Callable[[], int]] = {}
-
-    def add_group(self, name: str) -> MetricGroup:
-        return self.groups.setdefault(name, MetricGroup())
-
-    def counter(self, name: str) -> Any:
-        class Counter:
-            def inc(self, n: int = 1) -> None:
-                pass
-        return Counter()
-
-    def distribution(self, name: str) -> Any:
-        class Distribution:
-            def update(self, value: int) -> None:
-                pass
-        return Distribution()
-
-    def gauge(self, name: str, value: Callable[[], int]) -> None:
-        self.gauges[name] = value
+class MetricGroup(FakeMetricGroup):
+    """With the keyed function's sequence gauges read at once."""
 
     def sample(self) -> dict[str, int]:
         gauges = self.groups["triton"].gauges
@@ -899,8 +879,8 @@ class Harness:
         self.opened = 0
         self.states: dict[Any, KeySequence | None] = {}
         self.now = 1_000
-        monkeypatch.setattr("pyflink_triton.sessions.function.connect",
-                            lambda options: self.triton)
+        monkeypatch.setattr("pyflink_triton.sessions.servers.connect",
+                            lambda options, endpoint: self.triton)
 
         def incarnation() -> str:
             self.opened += 1

@@ -57,7 +57,8 @@ def triton(monkeypatch):
     """A StartingTriton behind every connect() of open(); no real sleeps."""
     def make(down: int) -> StartingTriton:
         server = StartingTriton(down)
-        monkeypatch.setattr("pyflink_triton.sessions.function.connect", lambda options: server)
+        monkeypatch.setattr("pyflink_triton.sessions.servers.connect",
+                            lambda options, endpoint: server)
         monkeypatch.setattr("pyflink_triton.sessions.reliable.time.sleep", lambda seconds: None)
         return server
     return make

@@ -27,6 +27,7 @@ from pyflink_triton.sessions.function import TritonInference
 BASE = {"endpoint": "localhost:8000", "model-name": "m"}
 
 ALL_KEYS = {
+    "sequence-id-header",
     "protocol",
     "mode",
     "max-concurrent-requests",
@@ -124,7 +125,7 @@ def test_secret_options_are_auth_token_and_custom_headers():
 
 def test_defaults_with_only_required_options():
     options = parse()
-    assert options.endpoint == Endpoint("http", "localhost", 8000)
+    assert options.endpoint.servers == (Endpoint("http", "localhost", 8000),)
     assert options.model_name == "m"
     assert options.provider == PROVIDER == "triton"
     assert options.model_version is None
@@ -180,7 +181,7 @@ def test_all_options_together():
         "half-precision-inputs": "true",
         "flatten-batch-dim": "true",
     })
-    assert options.endpoint == Endpoint("https", "triton", 8443, "/gw")
+    assert options.endpoint.servers == (Endpoint("https", "triton", 8443, "/gw"),)
     assert options.model_name == "My_Model"
     assert options.model_version == "3"
     assert options.timeout == timedelta(seconds=45)
@@ -211,7 +212,7 @@ def test_model_name_is_case_sensitive():
     ("http://gw:80/prefix/v2/", Endpoint("http", "gw", 80, "/prefix")),
 ])
 def test_endpoint_option(text, expected):
-    assert parse_keys({"endpoint": text}).endpoint == expected
+    assert parse_keys({"endpoint": text}).endpoint.servers == (expected,)
 
 
 def test_keys_are_stripped():
@@ -1386,3 +1387,50 @@ def test_priority_is_what_the_wire_carries(value, ok):
     else:
         message = config_error(raw, base=False)
         assert "'priority'" in message and "from 0 to 18446744073709551615" in message
+
+
+# --- several servers, and the sequence-ID header ---------------------------------------------
+
+def test_an_endpoint_list_is_accepted_and_shown_redacted():
+    options = parse_keys({"endpoint": "http://a:8000,http://user:hunter2@b:8000"})
+    assert len(options.endpoint) == 2
+    assert "hunter2" not in repr(options) and "hunter2" not in str(options.endpoint)
+
+
+def test_grpc_protocol_refuses_a_list_with_a_path():
+    message = config_error({"endpoint": "http://a:8001,http://b:8001/gw", "protocol": "grpc"})
+    assert "'protocol' = 'grpc' cannot use the path" in message
+
+
+@pytest.mark.parametrize("name", ["X-Sequence-Id", "x_seq", "Sticky"])
+def test_sequence_id_header_takes_a_header_name(name):
+    assert parse_keys({"sequence-id-header": f" {name} "}).sequence_id_header == name
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("X Sequence", "not a valid HTTP header name"),
+    ("X-Seq:1", "not a valid HTTP header name"),
+    ("", "not a valid HTTP header name"),
+    ("Content-Type", "the header 'Content-Type' is used by the client"),
+    ("authorization", "the header 'authorization' is used by the client"),
+    ("grpc-timeout", "reserved by gRPC"),
+])
+def test_sequence_id_header_refuses_what_cannot_carry_the_id(name, fragment):
+    message = config_error({"sequence-id-header": name})
+    assert "'sequence-id-header'" in message and fragment in message
+
+
+def test_sequence_id_header_is_not_also_a_custom_header():
+    message = config_error({"sequence-id-header": "X-Seq", "custom-headers": "x-seq:1"})
+    assert "'sequence-id-header' = 'X-Seq' is also set in 'custom-headers'" in message
+
+
+@pytest.mark.parametrize("extra, what", [
+    ({"sequence-id-header": "x!seq"}, "'sequence-id-header' 'x!seq'"),
+    ({"sequence-id-header": "x-seq-bin"}, "'sequence-id-header' 'x-seq-bin'"),
+    ({"custom-headers": "X~Team:ml"}, "a header name in 'custom-headers' 'X~Team'"),
+])
+def test_over_grpc_header_names_must_be_metadata_keys(extra, what):
+    message = config_error({"endpoint": "grpc://triton:8001", **extra})
+    assert what in message and "cannot be a gRPC metadata key" in message
+    parse_keys({"endpoint": "http://triton:8000", **extra})  # (fine over HTTP)

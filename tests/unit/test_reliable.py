@@ -1,6 +1,7 @@
-"""Unit tests of pyflink_triton.sessions.reliable: RequestGuard (retries, circuit breaker,
-metrics around a transport) and HealthCheck. No server: scripted fake transports, a fake
-clock, and sleeps that record their waits (and advance the fake clock) instead of sleeping."""
+"""Unit tests of pyflink_triton.sessions.reliable: RequestGuard (retries and metrics around a
+transport, or around the pool of a :class:`Servers`, whose per-server circuit breaker admits
+each attempt) and HealthCheck. No server: scripted fake transports, a fake clock, and sleeps
+that record their waits (and advance the fake clock) instead of sleeping."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -26,15 +27,20 @@ from pyflink_triton.errors import (
     TritonTlsError,
 )
 from pyflink_triton.options import TritonOptions
+from pyflink_triton.options.endpoint import Endpoint
 from pyflink_triton.policies.resilience import Admission, BreakerState, CircuitBreaker, RetryPolicy
 from pyflink_triton.policies.sequence import SequenceParams
 from pyflink_triton.sessions.metrics import GROUP, InferenceMetrics
 from pyflink_triton.sessions.reliable import HealthCheck, RequestGuard, call_with_retries
+from pyflink_triton.sessions.servers import AsyncServerPool, ServerPool, Servers
 from pyflink_triton.wire.request import InferRequest, ModelRef
 
 from fake_clock import FakeClock
+from fake_metrics import FakeMetricGroup
+from fake_transports import hang_async_requests
 
 ENDPOINT = "http://triton:8000"
+SERVERS = "pyflink_triton.sessions.servers"
 MODEL = ModelRef("resnet")
 ALMOST_ONE = math.nextafter(1.0, 0.0)
 
@@ -78,6 +84,9 @@ class ScriptedTransport:
             return RESPONSE
         raise step
 
+    def close(self) -> None:
+        pass
+
 
 class AsyncFacade:
     """The same script, behind the asyncio transport interface."""
@@ -90,55 +99,6 @@ class AsyncFacade:
 
     async def close(self) -> None:
         pass
-
-
-class FakeCounter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def inc(self, n: int = 1) -> None:
-        self.count += n
-
-
-class FakeDistribution:
-    def __init__(self) -> None:
-        self.values: list[int] = []
-
-    def update(self, value: int) -> None:
-        self.values.append(value)
-
-
-class FakeMetricGroup:
-    """The part of PyFlink's MetricGroup that InferenceMetrics uses."""
-
-    def __init__(self) -> None:
-        self.groups: dict[str, FakeMetricGroup] = {}
-        self.counters: dict[str, FakeCounter] = {}
-        self.gauges: dict[str, Callable[[], int]] = {}
-        self.distributions: dict[str, FakeDistribution] = {}
-
-    def add_group(self, name: str) -> FakeMetricGroup:
-        return self.groups.setdefault(name, FakeMetricGroup())
-
-    def counter(self, name: str) -> FakeCounter:
-        return self.counters.setdefault(name, FakeCounter())
-
-    def gauge(self, name: str, value: Callable[[], int]) -> None:
-        self.gauges[name] = value
-
-    def distribution(self, name: str) -> FakeDistribution:
-        return self.distributions.setdefault(name, FakeDistribution())
-
-    def sampled(self) -> FakeMetricGroup:
-        """As at the end of a PyFlink bundle: the gauges are sampled (which reports the
-        counts and latencies to the counters and the distribution)."""
-        for gauge in self.gauges.values():
-            gauge()
-        return self
-
-    def counts(self) -> dict[str, int]:
-        self.sampled()
-        return {name: counter.count for name, counter in self.counters.items()}
 
 
 def make_options(extra: dict[str, str] | None = None,
@@ -154,6 +114,30 @@ def make_guard(clock: FakeClock, extra: dict[str, str] | None = None,
                         clock=clock, uniform=lambda: uniform)
 
 
+@dataclasses.dataclass
+class Routed:
+    """A guard and the Servers it sends through (routing, each server's breaker), as open()
+    makes them: they share the metrics."""
+
+    guard: RequestGuard
+    servers: Servers
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        breaker = self.servers.breakers[0]
+        assert breaker is not None
+        return breaker
+
+
+def make_routed(clock: FakeClock, extra: dict[str, str] | None = None,
+                metrics: InferenceMetrics | None = None) -> Routed:
+    options = make_options(extra)
+    metrics = metrics or InferenceMetrics()
+    servers = Servers(options, metrics, clock=clock)
+    return Routed(RequestGuard(options, metrics, clock=clock, uniform=lambda: 0.0,
+                               breakers_open=servers.router.breakers_open), servers)
+
+
 def make_request() -> InferRequest:
     return InferRequest(MODEL, (), ("OUT",), SequenceParams("job-0-7", True, True), 3)
 
@@ -166,19 +150,41 @@ def transient(text: str = "HTTP 503: model 'resnet' is unavailable") -> TritonSe
 
 @dataclasses.dataclass
 class Sender:
-    """guard.send or guard.send_async (under asyncio.run), whose waits are recorded."""
+    """guard.send or guard.send_async (under asyncio.run), whose waits are recorded. Given a
+    :class:`Routed`, through its servers' pool of the mode (ServerPool, AsyncServerPool),
+    whose connection is ``transport``."""
 
     mode: str
     waits: list[float]
+    monkeypatch: pytest.MonkeyPatch
 
-    def __call__(self, guard: RequestGuard, transport: ScriptedTransport,
+    def __call__(self, guard: RequestGuard | Routed, transport: ScriptedTransport,
                  request: InferRequest) -> Any:
+        if isinstance(guard, Routed):
+            return self._routed(guard, transport, request)
         if self.mode == "sync":
             return guard.send(transport, request)
         return asyncio.run(guard.send_async(AsyncFacade(transport), request))
 
-    def sends(self, guard: RequestGuard, transport: ScriptedTransport, request: InferRequest,
-              records: int) -> list[TritonRequestError]:
+    def _routed(self, routed: Routed, transport: ScriptedTransport,
+                request: InferRequest) -> Any:
+        self.monkeypatch.setattr(f"{SERVERS}.connect", lambda options, endpoint: transport)
+        self.monkeypatch.setattr(f"{SERVERS}.connect_async",
+                                 lambda options, endpoint, bound: AsyncFacade(transport))
+        if self.mode == "sync":
+            return routed.guard.send(ServerPool(routed.servers), request)
+
+        async def send_async() -> Any:
+            pool = AsyncServerPool(routed.servers, 4)
+            try:
+                return await routed.guard.send_async(pool, request)  # type: ignore[arg-type]
+            finally:
+                await pool.close()
+
+        return asyncio.run(send_async())
+
+    def sends(self, guard: RequestGuard | Routed, transport: ScriptedTransport,
+              request: InferRequest, records: int) -> list[TritonRequestError]:
         """Send ``records`` records that fail; their errors."""
         errors = []
         for _ in range(records):
@@ -209,7 +215,7 @@ def send(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setattr("pyflink_triton.sessions.reliable.time.sleep", sleep)
     else:
         monkeypatch.setattr("pyflink_triton.sessions.reliable.asyncio.sleep", async_sleep)
-    return Sender(request.param, waits)
+    return Sender(request.param, waits, monkeypatch)
 
 
 def test_an_answer_is_returned_after_one_attempt(send, clock):
@@ -342,62 +348,62 @@ def test_endpoint_credentials_never_appear_in_the_message(send, clock):
     assert "triton:8000" in str(info.value)
 
 
-# --- the circuit breaker -------------------------------------------------------------------------
+# --- the circuit breaker (each server's, admitting every attempt) ------------------------------
 
-def test_the_breaker_counts_a_record_once_however_many_attempts(send, clock):
-    guard = make_guard(clock, {**BREAKER, "max-retries": "2"})
-    assert guard.breaker is not None
+def test_the_breaker_counts_each_attempt(send, clock):
+    routed = make_routed(clock, {**BREAKER, "max-retries": "2"})
     states: list[BreakerState] = []
-    transport = ScriptedTransport([transient()] * 30,
-                                  during=lambda _: states.append(guard.breaker.state))
-    request = make_request()
-    for record in range(1, 11):
-        with pytest.raises(TritonRequestError) as info:
-            send(guard, transport, request)
-        assert "3 attempt(s)" in str(info.value)
-        expected = BreakerState.OPEN if record == 10 else BreakerState.CLOSED
-        assert guard.breaker.state is expected, record
-    assert len(transport.requests) == 30
-    assert set(states) == {BreakerState.CLOSED}  # not opened at the 10th attempt
+    transport = ScriptedTransport([transient()] * 10,
+                                  during=lambda _: states.append(routed.breaker.state))
+    errors = send.sends(routed, transport, make_request(), 4)
+    assert len(transport.requests) == 10  # 3 records of 3 attempts, then the 4th's first
+    assert set(states) == {BreakerState.CLOSED}
+    assert routed.breaker.state is BreakerState.OPEN  # opened by the 10th failed attempt
+    assert all("3 attempt(s)" in str(error) for error in errors[:3])
+    # The 4th record stopped retrying: its first attempt opened the breaker.
+    assert "after 1 attempt(s) (the circuit breaker opened meanwhile)" in str(errors[3])
 
 
 def test_client_errors_count_as_successes_for_the_breaker(send, clock):
-    guard = make_guard(clock, BREAKER)
-    assert guard.breaker is not None
+    routed = make_routed(clock, BREAKER)
     transport = ScriptedTransport([TritonServerError("HTTP 400", 400)] * 20 + [transient()] * 20)
-    send.sends(guard, transport, make_request(), 20)
-    assert guard.breaker.state is BreakerState.CLOSED
-    send.sends(guard, transport, make_request(), 19)
-    assert guard.breaker.state is BreakerState.CLOSED  # 19 failures of 39
-    send.sends(guard, transport, make_request(), 1)
-    assert guard.breaker.state is BreakerState.OPEN  # 20 of 40
+    send.sends(routed, transport, make_request(), 20)
+    assert routed.breaker.state is BreakerState.CLOSED
+    send.sends(routed, transport, make_request(), 19)
+    assert routed.breaker.state is BreakerState.CLOSED  # 19 failures of 39
+    send.sends(routed, transport, make_request(), 1)
+    assert routed.breaker.state is BreakerState.OPEN  # 20 of 40
 
 
-def open_the_breaker(send: Sender, guard: RequestGuard) -> None:
-    transport = ScriptedTransport([transient()] * 10 * (guard.policy.max_retries + 1))
-    send.sends(guard, transport, make_request(), 10)
-    assert guard.breaker is not None
-    assert guard.breaker.state is BreakerState.OPEN
+def open_the_breaker(send: Sender, routed: Routed) -> None:
+    """Send failing records until the breaker opens (on its 10th failed attempt)."""
+    transport = ScriptedTransport([transient()] * 10)
+    while routed.breaker.state is not BreakerState.OPEN:
+        send.sends(routed, transport, make_request(), 1)
+    assert len(transport.requests) == 10
 
 
 def test_a_rejected_record_is_not_sent(send, clock):
     group = FakeMetricGroup()
-    guard = make_guard(clock, {**BREAKER, **RETRIES}, InferenceMetrics(group))
-    open_the_breaker(send, guard)
+    routed = make_routed(clock, {**BREAKER, **RETRIES}, InferenceMetrics(group))
+    open_the_breaker(send, routed)
     triton = group.groups[GROUP]
     before = triton.counts()
+    server_before = group.server("triton:8000").counts()
     latencies = list(triton.sampled().distributions["latencyMs"].values)
     clock.advance(20.0)
+    remaining = routed.breaker.open_for()
+    assert remaining is not None and 39.0 < remaining <= 40.0
     transport = ScriptedTransport([None])
     with pytest.raises(TritonCircuitOpenError) as info:
-        send(guard, transport, make_request())
+        send(routed, transport, make_request())
     assert transport.requests == []
     message = str(info.value)
     assert "model 'resnet'" in message
     assert ENDPOINT in message
     assert "is open" in message
     assert "'circuit-breaker-failure-threshold'" in message
-    assert "40.0 s" in message
+    assert f"{remaining:.1f} s" in message
     assert "'circuit-breaker-timeout'" in message
     assert "not sent" in message
     assert info.value.retryable is False
@@ -405,69 +411,70 @@ def test_a_rejected_record_is_not_sent(send, clock):
     assert after["requests"] == before["requests"] + 1
     assert after["failures"] == before["failures"] + 1
     assert after["retries"] == before["retries"]
-    assert triton.sampled().distributions["latencyMs"].values == latencies
+    assert triton.sampled().distributions["latencyMs"].values == latencies  # nothing timed
     assert triton.gauges["inFlight"]() == 0
+    assert group.server("triton:8000").counts() == server_before  # the server never saw it
 
 
 def test_a_half_open_breaker_with_its_trials_in_flight_rejects(send, clock):
-    guard = make_guard(clock, {**BREAKER, "circuit-breaker-half-open-requests": "1"})
-    open_the_breaker(send, guard)
+    routed = make_routed(clock, {**BREAKER, "circuit-breaker-half-open-requests": "1"})
+    open_the_breaker(send, routed)
     clock.advance(60.0)
     rejections: list[TritonCircuitOpenError] = []
 
-    def another_record(_: int) -> None:  # sent while the trial is in flight
-        other = ScriptedTransport([None])
+    def another_record(_: int) -> None:  # sent (from another pool) while the trial is in flight
         with pytest.raises(TritonCircuitOpenError) as info:
-            guard.send(other, make_request())
-        assert other.requests == []
+            routed.guard.send(ServerPool(routed.servers), make_request())
         rejections.append(info.value)
 
     trial = ScriptedTransport([None], during=another_record)
-    assert send(guard, trial, make_request()) is RESPONSE
+    assert send(routed, trial, make_request()) is RESPONSE
+    assert len(trial.requests) == 1  # the other record was not sent
     (rejection,) = rejections
     assert "half-open" in str(rejection)
     assert "'circuit-breaker-half-open-requests'" in str(rejection)
-    assert guard.breaker is not None
-    assert guard.breaker.state is BreakerState.CLOSED
+    assert routed.breaker.state is BreakerState.CLOSED
 
 
 def test_retries_stop_when_the_breaker_opened_meanwhile(send, clock):
-    guard = make_guard(clock, {**BREAKER, **RETRIES})
-    assert guard.breaker is not None
+    routed = make_routed(clock, {**BREAKER, **RETRIES})
 
     def others_fail(call: int) -> None:
         for _ in range(10):  # e.g. failed health probes, or other records in flight
-            guard.breaker.record_probe(False)
+            routed.breaker.record_probe(False)
 
     transport = ScriptedTransport([transient(), None], during=others_fail)
     with pytest.raises(TritonRequestError) as info:
-        send(guard, transport, make_request())
+        send(routed, transport, make_request())
     assert "the circuit breaker opened meanwhile" in str(info.value)
     assert "1 attempt(s)" in str(info.value)
     assert len(transport.requests) == 1
-    assert send.waits == []
+    assert send.waits == []  # (no backoff waited out only to be refused)
 
 
-def test_a_trial_record_may_retry_and_counts_once(send, clock):
-    guard = make_guard(clock, {**BREAKER, "max-retries": "2",
-                               "circuit-breaker-half-open-requests": "1"})
-    open_the_breaker(send, guard)
+def test_a_failed_trial_reopens_the_breaker_and_stops_its_retries(send, clock):
+    routed = make_routed(clock, {**BREAKER, "max-retries": "2",
+                                 "circuit-breaker-half-open-requests": "1"})
+    open_the_breaker(send, routed)
     clock.advance(60.0)
-    transport = ScriptedTransport([transient(), transient(), None])
-    assert send(guard, transport, make_request()) is RESPONSE
-    assert len(transport.requests) == 3
-    assert guard.breaker is not None
-    assert guard.breaker.state is BreakerState.CLOSED
+    transport = ScriptedTransport([transient(), None])
+    with pytest.raises(TritonRequestError) as info:
+        send(routed, transport, make_request())
+    assert len(transport.requests) == 1
+    assert "the circuit breaker opened meanwhile" in str(info.value)
+    assert routed.breaker.state is BreakerState.OPEN
+    assert routed.breaker.admit() == pytest.approx(60.0, abs=0.5)
 
 
-def test_a_failed_trial_reopens_the_breaker(send, clock):
-    guard = make_guard(clock, {**BREAKER, "max-retries": "1"})
-    open_the_breaker(send, guard)
+def test_each_successful_trial_attempt_counts_and_the_last_closes_the_breaker(send, clock):
+    routed = make_routed(clock, {**BREAKER, "circuit-breaker-half-open-requests": "2"})
+    open_the_breaker(send, routed)
     clock.advance(60.0)
-    send.sends(guard, ScriptedTransport([transient(), transient()]), make_request(), 1)
-    assert guard.breaker is not None
-    assert guard.breaker.state is BreakerState.OPEN
-    assert guard.breaker.admit() == pytest.approx(60.0, abs=0.5)
+    transport = ScriptedTransport([None, None])
+    assert send(routed, transport, make_request()) is RESPONSE
+    assert routed.breaker.state is BreakerState.HALF_OPEN
+    assert send(routed, transport, make_request()) is RESPONSE
+    assert routed.breaker.state is BreakerState.CLOSED
 
 
 def test_describe(clock):
@@ -481,7 +488,7 @@ def test_describe(clock):
 
 def test_metrics_are_registered_in_the_triton_group(clock):
     group = FakeMetricGroup()
-    make_guard(clock, BREAKER, InferenceMetrics(group))
+    make_routed(clock, BREAKER, InferenceMetrics(group))
     assert set(group.groups) == {GROUP}
     triton = group.groups[GROUP]
     assert set(triton.counters) == {"requests", "successes", "failures", "retries", "fallbacks"}
@@ -489,28 +496,39 @@ def test_metrics_are_registered_in_the_triton_group(clock):
     assert set(triton.gauges) == {"inFlight", "circuitBreakerState"}
     assert triton.gauges["inFlight"]() == 0
     assert triton.gauges["circuitBreakerState"]() == 0
+    assert set(triton.groups) == {"server"}
+    assert set(triton.groups["server"].groups) == {"triton:8000"}
+    server = group.server("triton:8000")
+    assert set(server.counters) == {"requests", "failures"}
+    assert set(server.gauges) == {"inFlight", "circuitBreakerState"}
+    assert server.gauges["inFlight"]() == 0
+    assert server.gauges["circuitBreakerState"]() == 0
 
 
 def test_no_breaker_gauge_without_a_breaker(clock):
     group = FakeMetricGroup()
-    make_guard(clock, None, InferenceMetrics(group))
+    make_routed(clock, None, InferenceMetrics(group))
     assert set(group.groups[GROUP].gauges) == {"inFlight"}
+    assert set(group.server("triton:8000").gauges) == {"inFlight"}
 
 
 def test_metrics_of_a_record_that_succeeds_after_retries(send, clock):
     group = FakeMetricGroup()
-    guard = make_guard(clock, {**BREAKER, **RETRIES, "retry-initial-backoff": "125ms"},
-                       InferenceMetrics(group))
-    triton = group.groups[GROUP]
-    in_flight: list[int] = []
+    routed = make_routed(clock, {**BREAKER, **RETRIES, "retry-initial-backoff": "125ms"},
+                         InferenceMetrics(group))
+    triton, server = group.groups[GROUP], group.server("triton:8000")
+    in_flight: list[tuple[int, int]] = []
     transport = ScriptedTransport(
         [transient(), TritonConnectionError("reset"), None], clock, takes=0.25,
-        during=lambda _: in_flight.append(triton.gauges["inFlight"]()))
-    assert send(guard, transport, make_request()) is RESPONSE
+        during=lambda _: in_flight.append((triton.gauges["inFlight"](),
+                                           server.gauges["inFlight"]())))
+    assert send(routed, transport, make_request()) is RESPONSE
     assert triton.counts() == {"requests": 1, "successes": 1, "failures": 0, "retries": 2,
                                "fallbacks": 0}
-    assert in_flight == [1, 1, 1]
+    assert server.counts() == {"requests": 3, "failures": 2}  # per attempt
+    assert in_flight == [(1, 1)] * 3
     assert triton.gauges["inFlight"]() == 0
+    assert server.gauges["inFlight"]() == 0
     latencies = triton.sampled().distributions["latencyMs"].values
     assert len(latencies) == 3  # one per attempt
     assert all(latency >= 250 for latency in latencies)
@@ -558,22 +576,25 @@ def test_metrics_over_many_records(send, clock):
 
 def test_breaker_state_gauge_follows_the_breaker(send, clock):
     group = FakeMetricGroup()
-    guard = make_guard(clock, BREAKER, InferenceMetrics(group))
+    routed = make_routed(clock, {**BREAKER, "circuit-breaker-half-open-requests": "1"},
+                         InferenceMetrics(group))
     state = group.groups[GROUP].gauges["circuitBreakerState"]
-    assert state() == 0
-    open_the_breaker(send, guard)
-    assert state() == 2
+    server_state = group.server("triton:8000").gauges["circuitBreakerState"]
+    assert state() == server_state() == 0
+    open_the_breaker(send, routed)
+    assert state() == server_state() == 2
     clock.advance(60.0)
-    observed: list[int] = []
-    trial = ScriptedTransport([None], during=lambda _: observed.append(state()))
-    send(guard, trial, make_request())
-    assert observed == [1]
+    observed: list[tuple[int, int]] = []
+    trial = ScriptedTransport([None], during=lambda _: observed.append((state(), server_state())))
+    send(routed, trial, make_request())
+    assert observed == [(1, 1)]
+    assert state() == server_state() == 0
 
 
 def test_metrics_without_a_metric_group_count_nothing(send, clock):
     metrics = InferenceMetrics()
-    guard = make_guard(clock, {**BREAKER, "max-retries": "1"}, metrics)
-    assert send(guard, ScriptedTransport([transient(), None]), make_request()) is RESPONSE
+    routed = make_routed(clock, {**BREAKER, "max-retries": "1"}, metrics)
+    assert send(routed, ScriptedTransport([transient(), None]), make_request()) is RESPONSE
     metrics.fallbacks.inc(3)
     metrics.latency_ms.update(5)
     metrics.gauge("anything", lambda: 1)
@@ -601,36 +622,37 @@ def test_a_failed_attempt_ends_before_the_backoff(send, clock):
     assert in_flight_while_waiting == [0, 0]
 
 
-def test_a_cancelled_trial_does_not_wedge_the_breaker(clock):
-    guard = make_guard(clock, {**BREAKER, "circuit-breaker-half-open-requests": "1"})
-    assert guard.breaker is not None
+
+def test_a_cancelled_trial_does_not_wedge_the_breaker(clock, monkeypatch):
+    routed = make_routed(clock, {**BREAKER, "circuit-breaker-half-open-requests": "1"})
     for _ in range(10):
-        guard.breaker.record(False, Admission.REQUEST)
+        routed.breaker.record(False, Admission.REQUEST)
     clock.advance(60.0)
 
-    class Hanging:
-        async def infer(self, request: InferRequest) -> Response:
-            await asyncio.Event().wait()
-            raise AssertionError("never answers")
-
-        async def close(self) -> None:
-            pass
+    hang_async_requests(monkeypatch)
 
     async def cancelled_trial() -> None:
-        task = asyncio.ensure_future(guard.send_async(Hanging(), make_request()))
+        pool = AsyncServerPool(routed.servers, 4)
+        task = asyncio.ensure_future(routed.guard.send_async(pool, make_request()))
         await asyncio.sleep(0)  # the trial is admitted and in flight
-        assert guard.breaker is not None
-        assert guard.breaker.state is BreakerState.HALF_OPEN
+        assert routed.breaker.state is BreakerState.HALF_OPEN
+        assert routed.servers.router.in_flight == [1]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await pool.close()
 
     asyncio.run(cancelled_trial())
+    assert routed.servers.router.in_flight == [0]
+    assert routed.breaker.state is BreakerState.HALF_OPEN  # the trial said nothing
     clock.advance(3600.0)
-    assert guard.send(ScriptedTransport([None]), make_request()) is RESPONSE
+    transport = ScriptedTransport([None])
+    monkeypatch.setattr(f"{SERVERS}.connect", lambda options, endpoint: transport)
+    assert routed.guard.send(ServerPool(routed.servers), make_request()) is RESPONSE
+    assert routed.breaker.state is BreakerState.CLOSED
 
 
-# --- HealthCheck ---------------------------------------------------------------------------------
+# --- HealthCheck: one server's probes -----------------------------------------------------------
 
 Answers = Callable[[], tuple[bool | Exception, bool | Exception]]
 
@@ -664,15 +686,17 @@ class ProbeTransport:
 
 
 class FakeConnect:
-    """Stands for transport.connect: records the options, hands out ProbeTransports."""
+    """Stands for connect(options, endpoint): records both, hands out ProbeTransports."""
 
     def __init__(self, answers: Answers | Exception) -> None:
         self.answers = answers
         self.options: list[TritonOptions] = []
+        self.endpoints: list[Endpoint] = []
         self.transports: list[ProbeTransport] = []
 
-    def __call__(self, options: TritonOptions) -> ProbeTransport:
+    def __call__(self, options: TritonOptions, endpoint: Endpoint) -> ProbeTransport:
         self.options.append(options)
+        self.endpoints.append(endpoint)
         if isinstance(self.answers, Exception):
             raise self.answers
         transport = ProbeTransport(self.answers)
@@ -684,11 +708,12 @@ HEALTH = {"health-check-enabled": "true"}
 
 
 def health_check(monkeypatch: pytest.MonkeyPatch, connect: FakeConnect,
-                 extra: dict[str, str] | None = None, breaker: CircuitBreaker | None = None,
-                 metrics: InferenceMetrics | None = None) -> HealthCheck:
+                 extra: dict[str, str] | None = None,
+                 report: Callable[[bool], None] = lambda healthy: None,
+                 endpoint: str = ENDPOINT, server: int = 0) -> HealthCheck:
     monkeypatch.setattr("pyflink_triton.sessions.reliable.connect", connect)
-    return HealthCheck(make_options({**HEALTH, **(extra or {})}), breaker,
-                       metrics or InferenceMetrics(), "resnet-0")
+    options = make_options({**HEALTH, **(extra or {})}, endpoint)
+    return HealthCheck(options, options.endpoint.servers[server], report, "resnet-0")
 
 
 @pytest.mark.parametrize("live, ready, healthy, calls", [
@@ -733,33 +758,99 @@ def test_probe_timeout_is_bounded_by_timeout_interval_and_5s(monkeypatch, timeou
     check.probe()
     (options,) = connect.options
     assert options.timeout == timedelta(seconds=expected)
-    assert options.endpoint == make_options().endpoint
     assert options.model_name == MODEL.name
+    assert connect.endpoints == [make_options().endpoint.servers[0]]
     assert check.interval == interval_seconds
 
 
-def test_health_gauge_before_and_after_probes(monkeypatch):
-    group = FakeMetricGroup()
-    check = health_check(monkeypatch, FakeConnect(lambda: (True, True)),
-                         metrics=InferenceMetrics(group))
-    gauge = group.groups[GROUP].gauges["healthy"]
+def test_a_check_probes_the_one_server_it_is_given(monkeypatch):
+    connect = FakeConnect(lambda: (True, True))
+    check = health_check(monkeypatch, connect, endpoint="http://a:8000,http://b:8000", server=1)
+    assert check.probe() is True
+    assert [str(endpoint) for endpoint in connect.endpoints] == ["http://b:8000"]
+
+
+def test_health_gauge_value_before_and_after_probes(monkeypatch):
+    check = health_check(monkeypatch, FakeConnect(lambda: (True, True)))
     assert check.healthy is None
-    assert gauge() == -1
+    assert check.gauge_value() == -1
     check.healthy = True
-    assert gauge() == 1
+    assert check.gauge_value() == 1
     check.healthy = False
-    assert gauge() == 0
+    assert check.gauge_value() == 0
 
 
-def test_health_check_without_breaker_warns(monkeypatch, caplog):
-    with caplog.at_level(logging.WARNING, logger="pyflink_triton.sessions.reliable"):
-        health_check(monkeypatch, FakeConnect(lambda: (True, True)))
-    assert "without 'circuit-breaker-enabled'" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="pyflink_triton.sessions.reliable"):
-        health_check(monkeypatch, FakeConnect(lambda: (True, True)),
-                     breaker=CircuitBreaker(0.5, 60.0, 3, time.monotonic))
-    assert caplog.text == ""
+class FakeHealthCheck:
+    """Stands for HealthCheck in Servers: no thread; the test sets ``healthy`` and calls
+    ``report`` as the probes would."""
+
+    made: ClassVar[list[FakeHealthCheck]] = []
+
+    def __init__(self, options: TritonOptions, endpoint: Endpoint,
+                 report: Callable[[bool], None], name: str) -> None:
+        self.endpoint, self.report, self.name = endpoint, report, name
+        self.healthy: bool | None = None
+        self.started = self.stopped = False
+        FakeHealthCheck.made.append(self)
+
+    def gauge_value(self) -> int:
+        return -1 if self.healthy is None else int(self.healthy)
+
+    def start(self) -> FakeHealthCheck:
+        self.started = True
+        return self
+
+    def stop(self, wait: bool = True) -> None:
+        self.stopped = True
+
+    def probed(self, healthy: bool) -> None:
+        self.healthy = healthy
+        self.report(healthy)
+
+
+@pytest.fixture
+def fake_health_checks(monkeypatch: pytest.MonkeyPatch) -> list[FakeHealthCheck]:
+    made: list[FakeHealthCheck] = []
+    monkeypatch.setattr(FakeHealthCheck, "made", made)
+    monkeypatch.setattr(f"{SERVERS}.HealthCheck", FakeHealthCheck)
+    return made
+
+
+def test_servers_check_each_server_and_report_the_health_gauges(clock, fake_health_checks):
+    group = FakeMetricGroup()
+    options = make_options({**HEALTH, **BREAKER}, "http://a:8000,http://b:8000")
+    servers = Servers(options, InferenceMetrics(group), clock=clock)
+    servers.start_health_checks("resnet-0")
+    first, second = fake_health_checks
+    assert [str(c.endpoint) for c in fake_health_checks] == ["http://a:8000", "http://b:8000"]
+    assert [c.name for c in fake_health_checks] == ["resnet-0-0", "resnet-0-1"]
+    assert first.started and second.started
+    healthy = group.groups[GROUP].gauges["healthy"]
+    a, b = (group.server(name).gauges["healthy"] for name in ("a:8000", "b:8000"))
+    assert (healthy(), a(), b()) == (-1, -1, -1)
+    first.probed(False)
+    assert (healthy(), a(), b()) == (0, 0, -1)
+    assert not servers.router.available(0) and servers.router.available(1)
+    second.probed(True)
+    assert (healthy(), a(), b()) == (1, 0, 1)  # the best of its servers
+    first.probed(True)
+    assert servers.router.available(0)
+    servers.close()
+    assert first.stopped and second.stopped
+
+
+def test_health_check_without_breaker_warns_for_one_server(clock, fake_health_checks, caplog):
+    def start(extra: dict[str, str], endpoint: str = ENDPOINT) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=SERVERS):
+            Servers(make_options({**HEALTH, **extra}, endpoint), InferenceMetrics(),
+                    clock=clock).start_health_checks("resnet-0")
+        return caplog.text
+
+    assert "without 'circuit-breaker-enabled'" in start({})
+    assert start(BREAKER) == ""
+    # With several servers, the probes steer the routing: nothing to warn about.
+    assert start({}, "http://a:8000,http://b:8000") == ""
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -769,27 +860,32 @@ def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
         threading.Event().wait(0.001)
 
 
-def health_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "triton-health-resnet-0"]
+def health_threads(name: str = "triton-health-resnet-0") -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name]
 
 
 def test_failed_probes_open_the_breaker_from_the_thread(monkeypatch):
     group = FakeMetricGroup()
-    breaker = CircuitBreaker(0.5, 600.0, 3, time.monotonic)
-    check = health_check(monkeypatch, FakeConnect(lambda: (False, False)),
-                         {"health-check-interval": "1ms"}, breaker, InferenceMetrics(group))
-    check.start()
+    monkeypatch.setattr("pyflink_triton.sessions.reliable.connect",
+                        FakeConnect(lambda: (False, False)))
+    options = make_options({**HEALTH, **BREAKER, "health-check-interval": "1ms"})
+    servers = Servers(options, InferenceMetrics(group))  # (the real clock: a real thread)
+    servers.start_health_checks("resnet-0")
+    breaker = servers.breakers[0]
+    assert breaker is not None
     try:
-        assert health_threads()[0].daemon
+        (thread,) = health_threads("triton-health-resnet-0-0")
+        assert thread.daemon
         wait_for(lambda: breaker.state is BreakerState.OPEN)
-        assert check.healthy is False
-        assert group.groups[GROUP].gauges["healthy"]() == 0
+        wait_for(lambda: group.groups[GROUP].gauges["healthy"]() == 0)
+        assert group.server("triton:8000").gauges["healthy"]() == 0
+        assert not servers.router.available(0)
     finally:
-        check.stop()
-    assert health_threads() == []
+        servers.close()
+    assert health_threads("triton-health-resnet-0-0") == []
 
 
-def test_health_changes_are_logged_once(monkeypatch, caplog):
+def test_health_changes_are_logged_once_and_every_probe_reported(monkeypatch, caplog):
     answers = iter([(False, False), (False, False), (False, True)])
     exhausted = threading.Event()
 
@@ -801,9 +897,10 @@ def test_health_changes_are_logged_once(monkeypatch, caplog):
         return answer
 
     connect = FakeConnect(next_answer)
+    reports: list[bool] = []
     with caplog.at_level(logging.INFO, logger="pyflink_triton.sessions.reliable"):
         check = health_check(monkeypatch, connect, {"health-check-interval": "1ms"},
-                             CircuitBreaker(0.5, 60.0, 3, time.monotonic))
+                             reports.append)
         check.start()
         try:
             assert exhausted.wait(10)
@@ -817,6 +914,8 @@ def test_health_changes_are_logged_once(monkeypatch, caplog):
     assert caplog.records.index(failed[0]) < caplog.records.index(healthy[0])
     assert "triton:8000" in failed[0].getMessage()
     assert check.healthy is True
+    assert reports[:3] == [False, False, True]  # each probe, changed or not
+    assert len(reports) >= 8 and set(reports[3:]) == {True}
 
 
 def test_stop_without_start_and_twice(monkeypatch):

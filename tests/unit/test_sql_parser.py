@@ -77,11 +77,20 @@ def test_seed_statement_parses():
     assert statement.text == SEED[:-1]
 
 
+def test_an_endpoint_list_in_create_model_is_one_option():
+    statement = model(SEED.replace("'https://triton-server:8000/v2/models'",
+                                   "'https://triton-0:8000, https://triton-1:8000'"))
+    options = TritonOptions.from_dict(statement.options)
+    assert [(s.host, s.port) for s in options.endpoint] == [("triton-0", 8000),
+                                                           ("triton-1", 8000)]
+
+
 def test_seed_statement_options_are_valid_and_generate_ids():
     options = TritonOptions.from_dict(model(SEED).options)
     assert options.model_name == "my_stateful_model"
     assert options.endpoint.use_tls
-    assert (options.endpoint.host, options.endpoint.port) == ("triton-server", 8000)
+    (server,) = options.endpoint.servers
+    assert (server.host, server.port) == ("triton-server", 8000)
     generator = SequencePolicy.from_options(options).for_subtask(0)
     assert generator.next().sequence_id == "flink-job-123-0-0"
     assert generator.next().sequence_id == "flink-job-123-0-1"

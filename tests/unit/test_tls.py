@@ -83,8 +83,8 @@ def test_tls_verify_false_accepts_anything_and_warns_at_every_build(caplog):
     opts = options("https://user:pw-secret@triton:8443", **{"tls-verify": "false"})
     with caplog.at_level(logging.WARNING, logger="pyflink_triton.wire.tls"):
         context = http_context(opts)
-        HttpTransport.for_options(opts)
-        AsyncHttpTransport.for_options(opts, 4)
+        HttpTransport.for_options(opts, opts.endpoint.servers[0])
+        AsyncHttpTransport.for_options(opts, opts.endpoint.servers[0], 4)
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3  # once per transport, not per connection
@@ -95,7 +95,7 @@ def test_tls_verify_false_accepts_anything_and_warns_at_every_build(caplog):
 
 def test_a_transport_builds_its_context_once_for_all_its_connections(files):
     opts = options(**{"tls-ca-cert": files["ca.pem"]})
-    transport = AsyncHttpTransport.for_options(opts, 4)
+    transport = AsyncHttpTransport.for_options(opts, opts.endpoint.servers[0], 4)
     assert isinstance(transport._tls, ssl.SSLContext)
     assert len(transport._tls.get_ca_certs()) == 1
 
