@@ -10,6 +10,8 @@ sending into one sequence are refused at open().)
 
 from __future__ import annotations
 
+import re
+
 from pyflink_triton import create_model
 
 from flink_metrics import Distribution, MetricsSnapshot, expose_metrics, held_sequence, running_job
@@ -33,6 +35,10 @@ def _function_metrics(snapshot: MetricsSnapshot, source: str) -> dict[str, objec
 
 
 def test_the_metrics_of_every_mode_are_visible_from_a_job(triton):
+    # The server's own group (key "server", value host:port), as Flink's REST API names it
+    # (it replaces '.' and ':' in a group's name).
+    server = "triton.server." + re.sub(r"[.:]", "_", triton.http_endpoint.removeprefix("http://"))
+    per_server = [f"{server}.requests", f"{server}.failures", f"{server}.inFlight"]
     t_env = expose_metrics(table_env(parallelism=2))
     add_one = {"endpoint": triton.http_endpoint, "model-name": "add_one"}
     create_model(t_env, "f_sync", add_one)
@@ -61,7 +67,7 @@ def test_the_metrics_of_every_mode_are_visible_from_a_job(triton):
                                        ("f_refused", ROWS)])
 
     with running_job(statements.execute()) as job:
-        snapshot = job.wait_for(NAMES, until=all_reported, timeout=120)
+        snapshot = job.wait_for([*NAMES, *per_server], until=all_reported, timeout=120)
 
     one_per_row = {"requests": ROWS, "successes": ROWS, "failures": 0, "retries": 0,
                    "fallbacks": 0, "latencyCount": ROWS}
@@ -74,9 +80,15 @@ def test_the_metrics_of_every_mode_are_visible_from_a_job(triton):
     vectorized = _function_metrics(snapshot, "f_vectorized_ids")
     assert 1 <= vectorized["requests"] < ROWS  # one request per batch, not per row
     assert vectorized["successes"] == vectorized["requests"] == vectorized["latencyCount"]
+    # Each attempt counted at its server too: here the one server of each function.
+    sync_server = snapshot.where("f_sync_ids")
+    assert sync_server.total(f"{server}.requests") == ROWS
+    assert sync_server.total(f"{server}.failures", missing=0) == 0
+    assert sync_server.values(f"{server}.inFlight") == [0, 0]
     refused = _function_metrics(snapshot, "f_refused_ids")
     assert {k: refused[k] for k in COUNTERS} == {
         "requests": ROWS, "successes": 0, "failures": ROWS, "retries": 0, "fallbacks": ROWS}
+    assert snapshot.where("f_refused_ids").total(f"{server}.failures") == ROWS
     # A 400 ("must specify a non-zero or non-empty correlation ID") is never retried; and it is
     # an answer, not an outage: the breaker stays closed.
     assert refused["circuitBreakerState"] == [0, 0]
