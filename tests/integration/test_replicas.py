@@ -5,6 +5,7 @@ tritonserver that received it, which is how the tests see which server got what.
 
 - Stateless rows spread over the three (sync mode, HTTP); a server killed mid-job loses no row,
   the other two take its share, and once restarted it gets requests again.
+- A server down at open() is skipped with a WARNING naming it.
 - One-request sequences (auto-increment, async mode) spread, each ID sent to one server.
 - The list over gRPC (vectorized mode).
 - Keyed sequences pinned: no sequence ID at two servers, every output the model's total; with a
@@ -27,6 +28,7 @@ from pyflink.common import Row
 from pyflink.common.typeinfo import Types
 
 from pyflink_triton import TritonKeyedSequenceFunction, create_model, keyed_sequence_map
+from pyflink_triton.sessions.function import TritonInference
 
 from faults import ECHO_LOG, ECHO_LOG_SEQ, RUNNING_TOTAL
 from jobs import paced_keyed_stream, table_env
@@ -197,6 +199,28 @@ def test_stateless_rows_spread_over_three_servers_and_around_one_killed_and_rest
     assert set(twice) <= in_flight_at_kill and max(twice.values(), default=2) == 2, (
         f"rows sent more than once: {twice}; the last at the killed server: "
         f"{old_lines[-2:]}")
+
+
+def test_a_server_down_at_open_is_skipped_with_a_warning(replicas, caplog):
+    """open() with one of the three servers dead: a WARNING names it, the records go to the
+    other two (sync session, in this process, so the log is this test's)."""
+    replicas.kill(2)
+    start = replicas.mark(ECHO_LOG)
+    inference = TritonInference.create(
+        {"endpoint": replicas.endpoint_list(), "model-name": ECHO_LOG},
+        [("X", "BIGINT")], ("Y", "BIGINT"))
+    with caplog.at_level(logging.WARNING, logger="pyflink_triton"):
+        session = inference.open(0)
+    try:
+        assert [session.infer([x]) for x in range(1, 31)] == list(range(2, 32))
+    finally:
+        session.close()
+    dead = replicas.servers[2].http_endpoint
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"Triton server {dead} (option 'endpoint') cannot be reached now" in w
+               for w in warnings), warnings
+    counts = [len(p) for p in replicas.records(ECHO_LOG, start)]
+    assert counts[2] == 0 and counts[0] + counts[1] == 30 and min(counts[:2]) >= 10, counts
 
 
 def test_one_request_sequences_spread_each_id_at_one_server(replicas):
