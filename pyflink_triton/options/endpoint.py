@@ -154,12 +154,8 @@ class Endpoints:
         return cls(tuple(servers))
 
     @property
-    def scheme(self) -> str:
-        return self.servers[0].scheme  # (one for all: parse() checks it)
-
-    @property
     def protocol(self) -> str:
-        return self.servers[0].protocol
+        return self.servers[0].protocol  # (one scheme for all: parse() checks it)
 
     @property
     def use_tls(self) -> bool:

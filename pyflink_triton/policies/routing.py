@@ -106,6 +106,11 @@ class _Health:
     def available(self, now: float) -> bool:
         return now >= self.down_until and not self.probe_failing
 
+    def clear(self) -> None:
+        """It answered: no mark."""
+        self.consecutive_failures = 0
+        self.down_until = self.gone_until = float("-inf")
+
     def reachable(self, now: float) -> bool:
         """Whether the sequences it holds may go on: no sign that it is gone (a timeout or a
         5xx alone is none: a slow server still holds them)."""
@@ -134,10 +139,12 @@ class Router:
         """Where a request with these sequence fields goes now; ``tried``: the servers this
         request already failed at, taken only when no other is left."""
         with self._lock:
+            if len(self.servers) == 1:  # (nothing to choose: no order, pin or mark matters)
+                return self._admitted(0, sequence)
             now = self._clock()
-            if spans_requests(sequence) and not sequence.start:  # type: ignore[union-attr]
-                return self._continuation(sequence, now)  # type: ignore[arg-type]
-            if sequence is not None and sequence.start and not sequence.end:
+            if sequence is not None and not sequence.start:
+                return self._continuation(sequence, now)
+            if sequence is not None and not sequence.end:
                 pinned = self._pins.get(sequence.sequence_id)
                 if pinned is not None and self._reachable(pinned, now):
                     # (a START sent again: its first may have opened the sequence there)
@@ -163,8 +170,7 @@ class Router:
                 if outcome is Outcome.UNREACHABLE:
                     health.gone_until = health.down_until
             elif outcome is Outcome.ANSWERED:
-                health.consecutive_failures = 0
-                health.down_until = health.gone_until = float("-inf")
+                health.clear()
                 sequence = route.sequence
                 if sequence is not None and sequence.end:
                     self._pins.pop(sequence.sequence_id, None)
@@ -180,8 +186,7 @@ class Router:
             health = self._health[server]
             health.probe_failing = not healthy
             if healthy:
-                health.consecutive_failures = 0
-                health.down_until = health.gone_until = float("-inf")
+                health.clear()
         breaker = self.breakers[server]
         if breaker is not None:
             breaker.record_probe(healthy)
@@ -200,15 +205,17 @@ class Router:
     def any_available(self, besides: Collection[int]) -> bool:
         """Whether a server other than ``besides`` is available now."""
         with self._lock:
-            now = self._clock()
-            return any(self._available(s, now) for s in range(len(self.servers))
-                       if s not in besides)
+            return self._any_available(besides, self._clock())
 
     def breakers_open(self) -> bool:
         """Whether every server's circuit breaker is open (none takes a request now)."""
         return all(b is not None and b.open_for() is not None for b in self.breakers)
 
     # --- under the lock ---------------------------------------------------------------
+
+    def _any_available(self, besides: Collection[int], now: float) -> bool:
+        return any(self._available(s, now) for s in range(len(self.servers))
+                   if s not in besides)
 
     def _available(self, server: int, now: float) -> bool:
         return self._health[server].available(now) and self._breaker_closed(server)
@@ -236,15 +243,13 @@ class Router:
                                          self._health[s].down_until))
         wait = float("inf")
         for server in available + fallback:
-            breaker = self.breakers[server]
-            admission = None if breaker is None else breaker.admit()
-            if isinstance(admission, float):
-                wait = min(wait, admission)
+            route = self._admitted(server, sequence)
+            if isinstance(route, Refused):
+                wait = min(wait, route.wait)
                 continue
-            self._took(server)
-            if spans_requests(sequence):
-                self._pin(sequence.sequence_id, server)  # type: ignore[union-attr]
-            return Route(server, admission, sequence)
+            if sequence is not None and not sequence.end:  # (a START: its later requests)
+                self._pin(sequence.sequence_id, server)
+            return route
         return Refused(wait)
 
     def _continuation(self, sequence: SequenceParams, now: float) -> Route | Lost | Refused:
@@ -253,13 +258,11 @@ class Router:
             server = rendezvous_order(sequence.sequence_id, self.servers)[0]
         else:
             self._pins.move_to_end(sequence.sequence_id)
-        if not self._reachable(server, now) and any(
-                self._available(other, now) for other in range(len(self.servers))
-                if other != server):
+        if not self._reachable(server, now) and self._any_available((server,), now):
             return Lost(server, self._why_unreachable(server))
         return self._admitted(server, sequence)
 
-    def _admitted(self, server: int, sequence: SequenceParams) -> Route | Refused:
+    def _admitted(self, server: int, sequence: SequenceParams | None) -> Route | Refused:
         """``server``, if its breaker admits the request."""
         breaker = self.breakers[server]
         admission = None if breaker is None else breaker.admit()

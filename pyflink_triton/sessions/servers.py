@@ -60,7 +60,7 @@ class Servers:
             per_server.gauge("inFlight", lambda s=server: self.router.in_flight[s])
             if (breaker := self.breakers[server]) is not None:
                 per_server.gauge("circuitBreakerState", lambda b=breaker: int(b.state))
-        if self.breakers[0] is not None:
+        if options.circuit_breaker_enabled:
             # The function's own: the best of its servers' (2 = open: no server takes requests).
             metrics.gauge("circuitBreakerState",
                           lambda: min(int(b.state) for b in self.breakers if b is not None))
@@ -79,7 +79,7 @@ class Servers:
             self.server_metrics[server].gauge("healthy", check.gauge_value)
         checks = self.health_checks
         self.metrics.gauge("healthy", lambda: max(c.gauge_value() for c in checks))
-        if self.breakers[0] is None and len(self.endpoints) == 1:
+        if not self.options.circuit_breaker_enabled and len(self.endpoints) == 1:
             log.warning("'health-check-enabled' without 'circuit-breaker-enabled': health "
                         "changes of %s are logged only.", self.endpoints[0])
 
